@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny random Whisper saved like a Hub model, and generated datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"
+
+
+def save_tiny_whisper(path: Path) -> Path:
+    """A randomly initialised Whisper with the real input pipeline but tiny layers."""
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=100,
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=1,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=32,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    WhisperModel(config).save_pretrained(path)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+
+
+@pytest.fixture(scope="session")
+def real_whisper() -> Path:
+    if not (REAL_WHISPER / "model.safetensors").exists():
+        pytest.skip(f"real Whisper weights not found at {REAL_WHISPER}")
+    return REAL_WHISPER

@@ -1,0 +1,76 @@
+"""Turn whatever a node has on disk into 16 kHz mono float32 clips, or say why not.
+
+Decoding uses libsndfile (the ``soundfile`` wheel bundles it), not ``datasets``' default
+torchcodec decoder, which needs FFmpeg system libraries a bare machine lacks.
+"""
+
+from __future__ import annotations
+
+import io
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16_000
+CLIP_SAMPLES = SAMPLE_RATE  # every keyword clip is one second long
+
+
+class AudioError(ValueError):
+    """A clip that cannot be turned into usable audio (corrupt, empty, not finite...)."""
+
+
+def decode(source: bytes | str | Path, *, name: str = "") -> np.ndarray:
+    """Decode WAV/FLAC/OGG bytes or a file to a finite 16 kHz mono float32 waveform."""
+    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    try:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        samples, rate = soundfile.read(stream, dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile raises several types for corrupt input
+        raise AudioError(f"{label}: cannot decode audio ({error})") from error
+    return to_mono_16k(samples, rate, name=label)
+
+
+def to_mono_16k(samples: np.ndarray, rate: int, *, name: str = "<array>") -> np.ndarray:
+    """Mix channels down and resample; reject empty or non-finite audio."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
+    if samples.ndim != 1:
+        raise AudioError(f"{name}: expected mono or (samples, channels) audio, got shape {samples.shape}")
+    if samples.size == 0:
+        raise AudioError(f"{name}: the clip is empty")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{name}: the clip has NaN or infinite samples")
+    if rate <= 0:
+        raise AudioError(f"{name}: invalid sample rate {rate}")
+    if rate != SAMPLE_RATE:
+        factor = gcd(int(rate), SAMPLE_RATE)
+        samples = resample_poly(samples, SAMPLE_RATE // factor, int(rate) // factor).astype(np.float32)
+    return samples
+
+
+def fit_to_clip(samples: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
+    """Zero-pad or centre-crop to exactly ``length`` samples (Speech Commands clips are <= 1 s)."""
+    if samples.size >= length:
+        start = (samples.size - length) // 2
+        return samples[start : start + length]
+    return np.pad(samples, (0, length - samples.size))
+
+
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Store as int16: half the bytes of float32 and the precision the recordings have."""
+    return np.round(np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    return np.asarray(pcm, dtype=np.float32) / 32767.0
+
+
+def encode_wav(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
+    """WAV bytes of a float waveform, for datasets whose audio column holds bytes."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()

@@ -1,0 +1,97 @@
+"""ServerApp: FedAvg of the keyword head over SuperNodes, one recorded round at a time."""
+
+from __future__ import annotations
+
+from logging import INFO
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.common import log
+from flwr.serverapp import Grid, ServerApp
+
+from whisper_example.config import validate
+from whisper_example.model import build_head, count_parameters, evaluate_head, head_state, hidden_size
+from whisper_example.pipeline import LabelledFeatures, keywords_of, split_features
+from whisper_example.labels import class_names
+from whisper_example.runs import RunFolder
+from whisper_example.strategy import KeywordFedAvg
+
+app = ServerApp()
+
+
+class CentralEvaluator:
+    """Evaluates the global head on a split of the run's dataset (features cached)."""
+
+    def __init__(self, config: dict[str, object]) -> None:
+        self.config = config
+        self.num_classes = int(config["num-classes"])
+        self._splits: dict[str, LabelledFeatures] = {}
+
+    def __call__(self, split: str, arrays: ArrayRecord) -> dict[str, object]:
+        if split not in self._splits:
+            self._splits[split], skipped = split_features(self.config, split)
+            log(INFO, "central %s split: %d clips (%d skipped)", split, len(self._splits[split]), skipped)
+        data = self._splits[split]
+        head = build_head(data.features.shape[1], data.features.shape[2], self.num_classes)
+        head.load_state_dict(arrays.to_torch_state_dict())
+        result = evaluate_head(head, data.features, data.labels, self.num_classes)
+        names = class_names(keywords_of(self.config))
+        return {
+            "loss": result.loss,
+            "accuracy": result.accuracy,
+            "macro-f1": result.macro_f1,
+            "per-class-accuracy": dict(zip(names, result.per_class_accuracy)),
+            "confusion": result.confusion,
+            "num-examples": result.num_examples,
+        }
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    config = validate(context.run_config)
+    run = RunFolder.open(config)
+    log(INFO, "Run folder: %s", run.path)
+    head = build_head(int(config["encoder-frames"]), hidden_size(str(config["model-name"])), int(config["num-classes"]))
+    log(INFO, "Classification head: %s parameters", f"{count_parameters(head):,}")
+
+    resumed = run.last_checkpoint() if config["resume-from"] else None
+    done_rounds, initial = resumed if resumed else (0, head_state(head))
+    total_rounds = int(config["num-server-rounds"])
+    if done_rounds:
+        log(INFO, "Resuming after round %d of %d", done_rounds, total_rounds)
+
+    strategy = KeywordFedAvg(
+        learning_rate=float(config["learning-rate"]),
+        lr_schedule=str(config["lr-schedule"]),
+        total_rounds=total_rounds,
+        round_offset=done_rounds,
+        fraction_train=float(config["fraction-train"]),
+        fraction_evaluate=float(config["fraction-evaluate"]),
+    )
+    evaluate = CentralEvaluator(config) if config["central-eval"] else None
+
+    def end_of_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0:
+            return None
+        record = strategy.finish_record(server_round + done_rounds)
+        central = evaluate("validation", arrays) if evaluate else None
+        if central is not None:
+            record["central-evaluation"] = {key: central[key] for key in ("loss", "accuracy", "macro-f1", "per-class-accuracy")}
+        run.finish_round(record, arrays.to_torch_state_dict())
+        if central is None:
+            return None
+        return MetricRecord({"central-loss": central["loss"], "central-accuracy": central["accuracy"], "central-macro-f1": central["macro-f1"]})
+
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord(initial),
+        num_rounds=total_rounds - done_rounds,
+        train_config=ConfigRecord({"learning-rate": float(config["learning-rate"])}),
+        evaluate_fn=end_of_round,
+    )
+    final = result.arrays if len(result.arrays) else ArrayRecord(initial)
+    test = evaluate("test", final) if evaluate else None
+    if test is not None:
+        log(INFO, "Test: accuracy %.4f, loss %.4f, macro-F1 %.4f", test["accuracy"], test["loss"], test["macro-f1"])
+    final_path = run.finish(final.to_torch_state_dict(), test)
+    log(INFO, "Final head: %s", final_path)
+    log(INFO, "Run folder: %s", run.path)

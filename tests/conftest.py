@@ -36,6 +36,9 @@ def save_tiny_whisper(path: Path) -> Path:
         bos_token_id=1,
         eos_token_id=2,
         decoder_start_token_id=1,
+        # With the usual 0.02 the random convolutions are so weak that the output is
+        # mostly positional embedding, whatever the input; 0.2 lets audio show through.
+        init_std=0.2,
     )
     WhisperModel(config).save_pretrained(path)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
@@ -52,3 +55,37 @@ def real_whisper() -> Path:
     if not (REAL_WHISPER / "model.safetensors").exists():
         pytest.skip(f"real Whisper weights not found at {REAL_WHISPER}")
     return REAL_WHISPER
+
+
+TEST_KEYWORDS = ("yes", "no", "up", "down")
+TEST_WORDS = (*TEST_KEYWORDS, "bed", "cat")
+
+
+@pytest.fixture(scope="session")
+def speech_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Speech Commands archive-layout folder of espeak-ng speech (12 speakers)."""
+    from whisper_example.synthetic import make_speech_commands_folder
+
+    root = tmp_path_factory.mktemp("speech-commands") / "folder"
+    return make_speech_commands_folder(root, words=TEST_WORDS, num_speakers=12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def speech_disk(speech_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same clips as a save_to_disk DatasetDict with the Hub dataset's columns."""
+    from whisper_example.synthetic import make_speech_commands_disk
+
+    return make_speech_commands_disk(speech_folder, tmp_path_factory.mktemp("speech-commands-disk") / "dataset")
+
+
+def run_config(**overrides: object) -> dict[str, object]:
+    """The project's default run config with test-sized overrides, validated."""
+    from whisper_example.config import default_config, validate
+
+    config = default_config() | {
+        "keywords": ",".join(TEST_KEYWORDS),
+        "num-classes": len(TEST_KEYWORDS) + 2,
+        "speakers-per-node": 3,
+        "batch-size": 4,
+    }
+    return validate(config | overrides)

@@ -22,6 +22,7 @@ from datasets import (
     ClassLabel,
     Dataset,
     DatasetDict,
+    concatenate_datasets,
     DatasetInfo,
     Features,
     List,
@@ -158,7 +159,9 @@ def _load_folder(root: Path) -> DatasetDict:
             f"{root}: no clips found; expected the Speech Commands layout "
             "<word>/<speaker>_nohash_<n>.wav (with _background_noise_/, validation_list.txt, testing_list.txt)"
         )
-    features = Features({"audio": Audio(decode=False), "speaker_id": Value("string"), "word": Value("string")})
+    # A plain {bytes, path} struct: encoding into datasets' Audio feature needs torchcodec.
+    audio = {"bytes": Value("binary"), "path": Value("string")}
+    features = Features({"audio": audio, "speaker_id": Value("string"), "word": Value("string")})
     return DatasetDict({split: Dataset.from_dict(rows[split], features=features) for split in SPLITS})
 
 
@@ -203,23 +206,35 @@ def load_source(source: str, subset: str = "") -> DatasetDict:
 # --- silence and partitions -----------------------------------------------------------
 
 
-def _is_noise_recording(dataset: Dataset) -> np.ndarray:
-    words = np.asarray(dataset["word"], dtype=object)
-    return words == SILENCE
+def _is_silence(dataset: Dataset) -> np.ndarray:
+    return np.asarray(dataset["word"], dtype=object) == SILENCE
+
+
+def _decode_cells(cells: Sequence[dict]) -> list[np.ndarray | None]:
+    """Decode audio cells; an unusable clip becomes None (logged), never an exception."""
+    decoded: list[np.ndarray | None] = []
+    for cell in tqdm(cells, desc="decoding clips", disable=len(cells) < 2000):
+        try:
+            decoded.append(decode(cell["bytes"] or cell["path"], name=cell.get("path") or ""))
+        except AudioError as error:
+            log.warning("skipping clip: %s", error)
+            decoded.append(None)
+    return decoded
+
+
+def _silence_rows(split: Dataset) -> tuple[tuple[np.ndarray, ...], list[np.ndarray]]:
+    """A split's ``_silence_`` rows: long noise recordings, and ready 1-s silence clips."""
+    cells = split.select(np.flatnonzero(_is_silence(split)))["audio"]
+    decoded = [audio for audio in _decode_cells(cells) if audio is not None]
+    recordings = tuple(audio for audio in decoded if audio.size > 1.5 * CLIP_SAMPLES)
+    clips = [fit_to_clip(audio) for audio in decoded if audio.size <= 1.5 * CLIP_SAMPLES]
+    return recordings, clips
 
 
 @functools.lru_cache(maxsize=4)
-def noise_recordings(source: str, subset: str = "") -> tuple[np.ndarray, ...]:
-    """The long background-noise recordings of the train split, decoded once per process."""
-    train = load_source(source, subset)["train"]
-    rows = train.select(np.flatnonzero(_is_noise_recording(train)))
-    recordings = []
-    for cell in rows["audio"]:
-        try:
-            recordings.append(decode(cell["bytes"] or cell["path"], name=cell["path"] or ""))
-        except AudioError as error:
-            log.warning("skipping background noise recording: %s", error)
-    return tuple(recording for recording in recordings if recording.size > CLIP_SAMPLES)
+def noise_recordings(source: str, subset: str = "", split: str = "train") -> tuple[np.ndarray, ...]:
+    """The long background-noise recordings of a split, decoded once per process."""
+    return _silence_rows(load_source(source, subset)[split])[0]
 
 
 def silence_crops(recordings: Sequence[np.ndarray], count: int, rng: np.random.Generator) -> np.ndarray:
@@ -237,7 +252,7 @@ def silence_crops(recordings: Sequence[np.ndarray], count: int, rng: np.random.G
 def speech_rows(split: Dataset) -> Dataset:
     """Rows that can be partitioned by speaker (noise recordings have no speaker)."""
     has_speaker = np.asarray([speaker is not None for speaker in split["speaker_id"]])
-    keep = has_speaker & ~_is_noise_recording(split)
+    keep = has_speaker & ~_is_silence(split)
     return split.select(np.flatnonzero(keep))
 
 
@@ -273,17 +288,10 @@ def partition_rows(source: str, subset: str, speakers_per_node: int, partition_i
 # --- preparing clips ------------------------------------------------------------------
 
 
-def _decode_rows(rows: Dataset) -> tuple[list[np.ndarray], list[str], int]:
-    clips, words, skipped = [], [], 0
-    audio_cells = rows["audio"]
-    for cell, word in tqdm(zip(audio_cells, rows["word"]), total=len(rows), desc="decoding clips", disable=len(rows) < 2000):
-        try:
-            clips.append(fit_to_clip(decode(cell["bytes"] or cell["path"], name=cell.get("path") or "")))
-            words.append(word)
-        except AudioError as error:
-            skipped += 1
-            log.warning("skipping clip: %s", error)
-    return clips, words, skipped
+def _labelled(clips: list[np.ndarray], words: list[str], crops: np.ndarray, keywords: Sequence[str]) -> Dataset:
+    labels = [class_of(word, keywords) for word in words] + [class_of(SILENCE, keywords)] * len(crops)
+    waves = np.stack(clips) if clips else np.zeros((0, CLIP_SAMPLES), np.float32)
+    return make_prepared(to_pcm16(np.concatenate([waves, crops])), labels, class_names(keywords))
 
 
 def prepare_clips(
@@ -293,35 +301,35 @@ def prepare_clips(
     silence_fraction: float,
     seed: int,
 ) -> PreparedClips:
-    """Decode rows to 1-s clips, label them, and add ~silence_fraction of silence crops.
+    """Decode speech rows to 1-s clips, label them, and add silence crops of ``noise``.
 
-    Long noise recordings among the rows are not clips: they only feed silence crops.
+    Silence is ``silence_fraction`` of the result; each crop is drawn afresh (seeded).
+    ``_silence_`` rows among ``rows`` are ignored: silence comes from ``noise``.
     """
-    rows = rows.select(np.flatnonzero(~_is_noise_recording(rows))) if len(rows) else rows
-    clips, words, skipped = _decode_rows(rows)
-    rng = np.random.default_rng(seed)
+    speech = rows.select(np.flatnonzero(~_is_silence(rows))) if len(rows) else rows
+    decoded = _decode_cells(speech["audio"])
+    kept = [(fit_to_clip(audio), word) for audio, word in zip(decoded, speech["word"]) if audio is not None]
+    clips, words = [clip for clip, _ in kept], [word for _, word in kept]
+    skipped = len(decoded) - len(kept)
     num_silence = round(len(clips) * silence_fraction / (1 - silence_fraction))
-    crops = silence_crops(noise, num_silence, rng)
-    labels = [class_of(word, keywords) for word in words] + [class_of(SILENCE, keywords)] * len(crops)
-    waves = np.concatenate([np.stack(clips)] if clips else [np.zeros((0, CLIP_SAMPLES), np.float32)])
-    pcm = to_pcm16(np.concatenate([waves, crops]))
-    return PreparedClips(make_prepared(pcm, labels, class_names(keywords)), skipped)
+    crops = silence_crops(noise, num_silence, np.random.default_rng(seed))
+    return PreparedClips(_labelled(clips, words, crops, keywords), skipped)
 
 
 def prepare_split(source: str, subset: str, split: str, keywords: Sequence[str], silence_fraction: float, seed: int) -> PreparedClips:
-    """A whole split (centralized training, central evaluation).
+    """A whole split (centralized training, central evaluation, a deployment node's data).
 
-    Validation/test splits that ship 1-s silence clips keep them; splits without any
-    (the archive folder layout) get crops of the train noise like the train split.
+    A split that ships 1-s silence clips keeps them; otherwise silence is cropped from
+    the split's own noise recordings, or from the train split's when it has none.
     """
     rows = load_source(source, subset)[split]
-    has_silence_clips = split != "train" and bool(_is_noise_recording(rows).any())
-    if has_silence_clips:
-        clips, words, skipped = _decode_rows(rows)
-        pcm = to_pcm16(np.stack(clips)) if clips else np.zeros((0, CLIP_SAMPLES), np.int16)
-        labels = [class_of(word, keywords) for word in words]
-        return PreparedClips(make_prepared(pcm, labels, class_names(keywords)), skipped)
-    return prepare_clips(rows, keywords, noise_recordings(source, subset), silence_fraction, seed)
+    recordings, silence_clips = _silence_rows(rows)
+    if silence_clips:
+        prepared = prepare_clips(rows, keywords, (), 0.0, seed)
+        extra = make_prepared(to_pcm16(np.stack(silence_clips)), [class_of(SILENCE, keywords)] * len(silence_clips), class_names(keywords))
+        return PreparedClips(concatenate_datasets([prepared.dataset, extra]), prepared.skipped)
+    noise = recordings or noise_recordings(source, subset, "train")
+    return prepare_clips(rows, keywords, noise, silence_fraction, seed)
 
 
 def split_for_evaluation(prepared: Dataset, eval_fraction: float, seed: int) -> tuple[Dataset, Dataset]:

@@ -95,7 +95,7 @@ def waveforms(prepared: Dataset) -> np.ndarray:
 
 
 def labels_of(prepared: Dataset) -> np.ndarray:
-    return np.asarray(prepared.with_format("arrow")[:]["label"].to_numpy(), dtype=np.int64)
+    return np.array(prepared.with_format("arrow")[:]["label"].to_numpy(), dtype=np.int64)
 
 
 def is_prepared(dataset: Dataset) -> bool:

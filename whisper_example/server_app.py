@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from logging import INFO
+import logging
+from logging import ERROR, INFO
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common import log
@@ -16,6 +17,27 @@ from whisper_example.runs import RunFolder
 from whisper_example.strategy import KeywordFedAvg
 
 app = ServerApp()
+
+
+class NoGpuHint(logging.Handler):
+    """Explain Flower's 'ActorPool is empty' when a GPU federation runs on a GPU-less machine.
+
+    The simulation fails before any ClientApp starts and `flwr run` still exits 0, so
+    this is the one place the app can say what went wrong and what to run instead.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "ActorPool is empty" in message and "GPUs=0" in message:
+            log(
+                ERROR,
+                "This federation asks for GPUs (e.g. `local-sim-gpu`, num-gpus > 0 per ClientApp), "
+                "but no GPU is visible on this machine. Run on CPU with `flwr run .` (local-sim), "
+                "or on a machine with a CUDA GPU and a CUDA build of torch.",
+            )
+
+
+logging.getLogger("flwr").addHandler(NoGpuHint())
 
 
 class CentralEvaluator:
@@ -72,8 +94,8 @@ def main(grid: Grid, context: Context) -> None:
     def end_of_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         if server_round == 0:
             return None
-        record = strategy.finish_record(server_round + done_rounds)
         central = evaluate("validation", arrays) if evaluate else None
+        record = strategy.finish_record(server_round + done_rounds)
         if central is not None:
             record["central-evaluation"] = {key: central[key] for key in ("loss", "accuracy", "macro-f1", "per-class-accuracy")}
         run.finish_round(record, arrays.to_torch_state_dict())

@@ -8,12 +8,26 @@ from logging import INFO, WARNING
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from whisper_example.model import learning_rate_at
+
+
+COUNT_METRICS = ("num-examples", "skipped-clips", "trained")
+
+
+def aggregate_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
+    """Example-weighted means of losses and accuracies; plain sums of counts."""
+    aggregated = aggregate_metricrecords(records, weight_key)
+    metrics = [next(iter(record.metric_records.values())) for record in records]
+    for key in COUNT_METRICS:
+        if any(key in metric for metric in metrics):
+            aggregated[key] = sum(int(metric.get(key, 0)) for metric in metrics)
+    return aggregated
 
 
 def reply_problem(reply: Message, reference: dict[str, tuple[int, ...]]) -> str | None:
@@ -40,6 +54,8 @@ class KeywordFedAvg(FedAvg):
     """
 
     def __init__(self, *, learning_rate: float, lr_schedule: str, total_rounds: int, round_offset: int = 0, **kwargs: Any) -> None:
+        kwargs.setdefault("train_metrics_aggr_fn", aggregate_metrics)
+        kwargs.setdefault("evaluate_metrics_aggr_fn", aggregate_metrics)
         super().__init__(**kwargs)
         self.learning_rate = learning_rate
         self.lr_schedule = lr_schedule

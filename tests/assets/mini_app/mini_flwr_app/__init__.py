@@ -1,0 +1,1 @@
+"""Minimal Flower app for the test harness."""

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli
+import tomllib
 
 MARKER_ENV = "FLWR_HARNESS_TOKEN"
 """Env variable inherited by every process a harness run starts ("<owner-pid>:<uuid>")."""
@@ -535,7 +535,7 @@ def run_simulation(
     if not (app_dir / "pyproject.toml").is_file():
         raise HarnessError(f"No pyproject.toml in {app_dir}")
     with (app_dir / "pyproject.toml").open("rb") as f:
-        pyproject = tomli.load(f)
+        pyproject = tomllib.load(f)
     run_config = dict(run_config or {})
     _check_run_config_keys(pyproject, run_config)
     fed_config = federation_config_for(pyproject, federation, num_supernodes)

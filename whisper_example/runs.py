@@ -109,15 +109,24 @@ class RunFolder:
         return cls.resume(config) if config["resume-from"] else cls.create(config)
 
     def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor]] | None:
-        """The newest loadable round checkpoint; rounds after it are dropped from results."""
-        candidates = sorted(self.checkpoints.glob("round_*.pt"), key=lambda p: int(p.stem.split("_")[1]), reverse=True)
-        if not candidates:
+        """The newest round both checkpointed and recorded; later rounds are dropped.
+
+        A crash between writing a checkpoint and recording its round leaves a checkpoint
+        that results.json does not know: that round is run again, not lost.
+        """
+        recorded = max((int(entry["round"]) for entry in self.rounds), default=0)
+        rounds = sorted(
+            (int(path.stem.split("_")[1]) for path in self.checkpoints.glob("round_*.pt")), reverse=True
+        )
+        usable = [server_round for server_round in rounds if server_round <= recorded]
+        if not usable:
+            self.rounds = []
+            self._write_results()
             return None
-        checkpoint = load_checkpoint(candidates[0])
-        last_round = int(checkpoint["round"])
-        self.rounds = [entry for entry in self.rounds if entry["round"] <= last_round]
+        checkpoint = load_checkpoint(self.checkpoints / f"round_{usable[0]}.pt")
+        self.rounds = [entry for entry in self.rounds if entry["round"] <= usable[0]]
         self._write_results()
-        return last_round, checkpoint["head"]
+        return usable[0], checkpoint["head"]
 
     def finish_round(self, entry: dict[str, Any], head: Mapping[str, torch.Tensor]) -> None:
         """Record one completed round: checkpoint first, so results never name a lost head."""

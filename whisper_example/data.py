@@ -206,8 +206,13 @@ def load_source(source: str, subset: str = "") -> DatasetDict:
 # --- silence and partitions -----------------------------------------------------------
 
 
+def _arrow_column(dataset: Dataset, name: str) -> pa.ChunkedArray:
+    """A column straight from Arrow: iterating a datasets >= 4 ``Column`` is ~300x slower."""
+    return dataset.select_columns([name]).with_format("arrow")[:][name]
+
+
 def _is_silence(dataset: Dataset) -> np.ndarray:
-    return np.asarray(dataset["word"], dtype=object) == SILENCE
+    return np.asarray(_arrow_column(dataset, "word").to_pylist(), dtype=object) == SILENCE
 
 
 def _decode_cells(cells: Sequence[dict]) -> list[np.ndarray | None]:
@@ -251,7 +256,7 @@ def silence_crops(recordings: Sequence[np.ndarray], count: int, rng: np.random.G
 
 def speech_rows(split: Dataset) -> Dataset:
     """Rows that can be partitioned by speaker (noise recordings have no speaker)."""
-    has_speaker = np.asarray([speaker is not None for speaker in split["speaker_id"]])
+    has_speaker = np.asarray(_arrow_column(split, "speaker_id").is_valid(), dtype=bool)
     keep = has_speaker & ~_is_silence(split)
     return split.select(np.flatnonzero(keep))
 

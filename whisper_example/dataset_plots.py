@@ -36,7 +36,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from whisper_example.config import default_config
-from whisper_example.data import count_partitions, load_source, partition_rows
+from whisper_example.data import DataSourceError, count_partitions, load_source, partition_rows
 from whisper_example.labels import SILENCE, class_names, class_of, parse_keywords
 
 LABEL = "label"
@@ -231,9 +231,14 @@ def main(argv: Sequence[str] | None = None) -> DatasetPictures:
         keywords = _keywords(args.keywords)
     except ValueError as error:
         parser.error(f"--keywords: {error}")
-    pictures = draw_dataset(
-        args.dataset, args.dataset_subset, keywords, args.speakers_per_node, args.silence_fraction, args.max_partitions, args.out
-    )
+    try:
+        pictures = draw_dataset(
+            args.dataset, args.dataset_subset, keywords, args.speakers_per_node, args.silence_fraction, args.max_partitions, args.out
+        )
+    except DataSourceError as error:
+        parser.error(str(error))
+    except ValueError as error:  # e.g. the partitioner: more speakers per node than speakers
+        parser.error(f"--speakers-per-node {args.speakers_per_node}: {error}")
     for path in pictures.paths:
         print(path)
     return pictures

@@ -216,10 +216,10 @@ def draw_confusion_matrix(run: Run, out: Path | None = None) -> Drawing | None:
     confusion = (run.test or {}).get("confusion")
     if not isinstance(confusion, list) or not confusion:
         return None
-    counts = np.array([[number(cell) or 0.0 for cell in row] for row in confusion], dtype=float)
-    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
-        log.warning("%s: test confusion matrix is not square (%s); not drawn", run.path, counts.shape)
+    if not all(isinstance(row, list) and len(row) == len(confusion) for row in confusion):
+        log.warning("%s: the test confusion matrix is not square; not drawn", run.path)
         return None
+    counts = np.array([[number(cell) or 0.0 for cell in row] for row in confusion], dtype=float)
     size = counts.shape[0]
     names = run_class_names(run, size, list((run.test.get("per-class-accuracy") or {}).keys()))
     totals = counts.sum(axis=1, keepdims=True)
@@ -245,14 +245,18 @@ def draw_confusion_matrix(run: Run, out: Path | None = None) -> Drawing | None:
     return Drawing(_save(figure, out or run.path / CONFUSION_MATRIX), {"confusion": rows})
 
 
+def _has_scores(scores: object) -> bool:
+    return isinstance(scores, Mapping) and any(number(value) is not None for value in scores.values())
+
+
 def _per_class_source(run: Run) -> tuple[str, dict[str, Any]] | None:
     scores = (run.test or {}).get("per-class-accuracy")
-    if isinstance(scores, Mapping) and scores:
+    if _has_scores(scores):
         return "final test", dict(scores)
     for entry in reversed(run.rounds):
         central = entry.get("central-evaluation")
         scores = central.get("per-class-accuracy") if isinstance(central, Mapping) else None
-        if isinstance(scores, Mapping) and scores:
+        if _has_scores(scores):
             return f"central validation, round {entry.get('round')}", dict(scores)
     return None
 

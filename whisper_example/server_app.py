@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from logging import ERROR, INFO
+from logging import ERROR, INFO, WARNING
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common import log
@@ -13,8 +13,10 @@ from whisper_example.config import validate
 from whisper_example.model import build_head, count_parameters, evaluate_head, head_state, hidden_size
 from whisper_example.pipeline import LabelledFeatures, keywords_of, split_features
 from whisper_example.labels import class_names
+from whisper_example.plots import draw_run_plots
 from whisper_example.runs import RunFolder
 from whisper_example.strategy import KeywordFedAvg
+from whisper_example.tracking import open_tracker
 
 app = ServerApp()
 
@@ -72,6 +74,7 @@ def main(grid: Grid, context: Context) -> None:
     config = validate(context.run_config)
     run = RunFolder.open(config)
     log(INFO, "Run folder: %s", run.path)
+    tracker = open_tracker(str(config["log-to"]), run.path, config)  # a missing package fails here, before any work
     head = build_head(int(config["encoder-frames"]), hidden_size(str(config["model-name"])), int(config["num-classes"]))
     log(INFO, "Classification head: %s parameters", f"{count_parameters(head):,}")
 
@@ -99,6 +102,7 @@ def main(grid: Grid, context: Context) -> None:
         if central is not None:
             record["central-evaluation"] = {key: central[key] for key in ("loss", "accuracy", "macro-f1", "per-class-accuracy")}
         run.finish_round(record, arrays.to_torch_state_dict())
+        tracker.log_round(record)
         if central is None:
             return None
         return MetricRecord({"central-loss": central["loss"], "central-accuracy": central["accuracy"], "central-macro-f1": central["macro-f1"]})
@@ -115,5 +119,12 @@ def main(grid: Grid, context: Context) -> None:
     if test is not None:
         log(INFO, "Test: accuracy %.4f, loss %.4f, macro-F1 %.4f", test["accuracy"], test["loss"], test["macro-f1"])
     final_path = run.finish(final.to_torch_state_dict(), test)
+    tracker.log_test(test)
+    tracker.close()
     log(INFO, "Final head: %s", final_path)
+    try:
+        for path in draw_run_plots(run.path):
+            log(INFO, "Plot: %s", path)
+    except Exception as error:  # a picture must never fail a finished run
+        log(WARNING, "Could not draw the run's plots: %s: %s", type(error).__name__, error)
     log(INFO, "Run folder: %s", run.path)

@@ -107,7 +107,9 @@ def node_clips(node_config: Mapping[str, object], config: Mapping[str, object]) 
     )
 
 
-@functools.lru_cache(maxsize=2)
+# One node at a time: a round sends all train messages before any evaluate message, so a
+# bigger cache would only hold up to 2 x 230 MB of 30-s-context features per process.
+@functools.lru_cache(maxsize=1)
 def _node_data(node_items: tuple, config_items: tuple) -> NodeData:
     node_config, config = dict(node_items), dict(config_items)
     clips = node_clips(node_config, config)

@@ -89,3 +89,19 @@ def run_config(**overrides: object) -> dict[str, object]:
         "batch-size": 4,
     }
     return validate(config | overrides)
+
+
+def simulation_config(dataset: Path, model: Path, work: Path, **overrides: object) -> dict[str, object]:
+    """Run-config overrides for a small, fast `flwr run` of the real app on test data."""
+    return {
+        "dataset": str(dataset),
+        "model-name": str(model),
+        "keywords": ",".join(TEST_KEYWORDS),
+        "num-classes": len(TEST_KEYWORDS) + 2,
+        "speakers-per-node": 3,
+        "fraction-train": 1.0,
+        "batch-size": 4,
+        "encoder-frames": 50,
+        "output-dir": str(work / "outputs"),
+        "cache-dir": str(work / "cache"),
+    } | overrides

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TEST_KEYWORDS, run_config
+from conftest import REPO, run_config, simulation_config
 from flwr_harness import run_simulation
 from whisper_example.data import count_partitions
 from whisper_example.runs import CheckpointError, RunFolder, load_checkpoint
@@ -92,22 +92,10 @@ def crash_run(flwr_home_parent: Path) -> None:
 def test_killed_simulation_resumes_to_completion_without_lost_or_repeated_rounds(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path
 ) -> None:
+    overrides = simulation_config(
+        speech_folder, tiny_whisper, tmp_path, **{"num-server-rounds": 4, "fraction-evaluate": 0.0, "lr-schedule": "cosine"}
+    )
     outputs = tmp_path / "outputs"
-    overrides = {
-        "dataset": str(speech_folder),
-        "model-name": str(tiny_whisper),
-        "keywords": ",".join(TEST_KEYWORDS),
-        "num-classes": len(TEST_KEYWORDS) + 2,
-        "speakers-per-node": 3,
-        "num-server-rounds": 4,
-        "fraction-train": 1.0,
-        "fraction-evaluate": 0.0,
-        "batch-size": 4,
-        "encoder-frames": 50,
-        "lr-schedule": "cosine",
-        "output-dir": str(outputs),
-        "cache-dir": str(tmp_path / "cache"),
-    }
     nodes = count_partitions(str(speech_folder), "", 3)
     stop = threading.Event()
     def watch() -> None:  # kill as soon as round 2's checkpoint lands

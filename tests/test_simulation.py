@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TEST_KEYWORDS
+from conftest import REPO, TEST_KEYWORDS, simulation_config
 from flwr_harness import run_simulation
 from whisper_example.data import count_partitions
 from whisper_example.model import build_head
@@ -27,21 +27,9 @@ def simulation(speech_folder: Path, tiny_whisper: Path, tmp_path_factory: pytest
         REPO,
         work / "flwr",
         num_supernodes=nodes,
-        run_config={
-            "dataset": str(speech_folder),
-            "model-name": str(tiny_whisper),
-            "keywords": ",".join(TEST_KEYWORDS),
-            "num-classes": len(TEST_KEYWORDS) + 2,
-            "speakers-per-node": 3,
-            "num-server-rounds": 2,
-            "fraction-train": 1.0,
-            "fraction-evaluate": 1.0,
-            "batch-size": 4,
-            "encoder-frames": 50,
-            "central-eval": True,
-            "output-dir": str(work / "outputs"),
-            "cache-dir": str(work / "cache"),
-        },
+        run_config=simulation_config(
+            speech_folder, tiny_whisper, work, **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "central-eval": True}
+        ),
         timeout=600,
     )
     assert run.completed, run.describe()

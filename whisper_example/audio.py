@@ -7,7 +7,7 @@ torchcodec decoder, which needs FFmpeg system libraries a bare machine lacks.
 from __future__ import annotations
 
 import io
-from math import gcd
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,10 @@ from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16_000
 CLIP_SAMPLES = SAMPLE_RATE  # every keyword clip is one second long
+# Outside these rates a header is corrupt, not a recording: a 1-Hz header would make a
+# 1-s clip 16000 times longer, and scipy's filter grows with the resampling factors.
+MIN_RATE, MAX_RATE = 1_000, 768_000
+MAX_RESAMPLE_FACTOR = 1_000  # 8, 11.025, 22.05, 44.1, 48, 96 and 192 kHz stay exact
 
 
 class AudioError(ValueError):
@@ -34,21 +38,25 @@ def decode(source: bytes | str | Path, *, name: str = "") -> np.ndarray:
 
 
 def to_mono_16k(samples: np.ndarray, rate: int, *, name: str = "<array>") -> np.ndarray:
-    """Mix channels down and resample; reject empty or non-finite audio."""
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1, dtype=np.float32)
-    if samples.ndim != 1:
+    """Mix channels down and resample; reject empty or non-finite audio and odd rates."""
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused below
+        samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim not in (1, 2):
         raise AudioError(f"{name}: expected mono or (samples, channels) audio, got shape {samples.shape}")
     if samples.size == 0:
         raise AudioError(f"{name}: the clip is empty")
     if not np.isfinite(samples).all():
         raise AudioError(f"{name}: the clip has NaN or infinite samples")
-    if rate <= 0:
-        raise AudioError(f"{name}: invalid sample rate {rate}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{name}: invalid sample rate {rate} (expected {MIN_RATE} to {MAX_RATE} Hz)")
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float64).astype(np.float32)
     if rate != SAMPLE_RATE:
-        factor = gcd(int(rate), SAMPLE_RATE)
-        samples = resample_poly(samples, SAMPLE_RATE // factor, int(rate) // factor).astype(np.float32)
+        # Exact for the usual rates; an odd header rate gets the nearest ratio of small factors.
+        ratio = Fraction(SAMPLE_RATE, int(rate)).limit_denominator(MAX_RESAMPLE_FACTOR)
+        samples = resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
+        if not np.isfinite(samples).all():  # finite but huge samples can overflow float32
+            raise AudioError(f"{name}: the clip's samples are out of range after resampling")
     return samples
 
 

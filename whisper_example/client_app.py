@@ -6,9 +6,12 @@ real SuperNodes (node config ``local-data``); see ``pipeline.node_clips``.
 
 from __future__ import annotations
 
+from logging import INFO
+
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common import log
 
 from whisper_example.config import validate
 from whisper_example.model import build_head, check_head_state, default_device, evaluate_head, train_head
@@ -32,8 +35,15 @@ def train(msg: Message, context: Context) -> Message:
     data = node_data(context.node_config, config)
     head = _received_head(msg, data, int(config["num-classes"]))
     batch_size = int(config["batch-size"])
-    if len(data.train) < 2 * batch_size:
-        # Too little data to learn from; the strategy leaves this reply out of the average.
+    classes = len(torch.unique(data.train.labels))
+    if len(data.train) < 2 * batch_size or classes < 2:
+        # Too little data to learn from, or a single class (training would only teach the
+        # head to always answer it); the strategy leaves this reply out of the average.
+        log(
+            INFO,
+            "not training: %d clips of %d class(es); it takes %d clips of >= 2 classes",
+            len(data.train), classes, 2 * batch_size,
+        )
         metrics = {"trained": 0, "num-examples": len(data.train), "skipped-clips": data.skipped_clips}
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
     train_config = msg.content["config"]

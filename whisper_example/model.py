@@ -51,13 +51,18 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def _whisper_config(model_name: str) -> WhisperConfig:
+    expected = "expected a Whisper model id on the Hub or a local folder with a Whisper config.json"
     try:
-        config = WhisperConfig.from_pretrained(model_name)
+        # The raw dict: WhisperConfig.from_pretrained fills in Whisper defaults for a
+        # folder without config.json, or a config.json that names no model_type.
+        raw, _ = WhisperConfig.get_config_dict(model_name)
     except (OSError, ValueError) as error:
-        raise ModelError(f"model-name '{model_name}': cannot load a Whisper config ({error})") from error
-    if config.model_type != "whisper":
-        raise ModelError(f"model-name '{model_name}' is a '{config.model_type}' model, not a Whisper model")
-    return config
+        raise ModelError(f"model-name '{model_name}': cannot load a Whisper config ({error}); {expected}") from error
+    model_type = raw.get("model_type")
+    if model_type != "whisper":
+        found = f"is a '{model_type}' model" if model_type else "has no config.json naming a model_type"
+        raise ModelError(f"model-name '{model_name}' {found}, not a Whisper model; {expected}")
+    return WhisperConfig.from_dict(raw)
 
 
 @functools.lru_cache(maxsize=2)

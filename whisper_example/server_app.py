@@ -72,10 +72,11 @@ class CentralEvaluator:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     config = validate(context.run_config)
+    # Built first: a model-name that is not a Whisper model fails before a run folder exists.
+    head = build_head(int(config["encoder-frames"]), hidden_size(str(config["model-name"])), int(config["num-classes"]))
     run = RunFolder.open(config)
     log(INFO, "Run folder: %s", run.path)
     tracker = open_tracker(str(config["log-to"]), run.path, config)  # a missing package fails here, before any work
-    head = build_head(int(config["encoder-frames"]), hidden_size(str(config["model-name"])), int(config["num-classes"]))
     log(INFO, "Classification head: %s parameters", f"{count_parameters(head):,}")
 
     resumed = run.last_checkpoint() if config["resume-from"] else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from logging import INFO, WARNING
@@ -18,6 +19,7 @@ from whisper_example.model import learning_rate_at
 
 
 COUNT_METRICS = ("num-examples", "skipped-clips", "trained")
+TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def aggregate_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
@@ -30,27 +32,60 @@ def aggregate_metrics(records: list[RecordDict], weight_key: str) -> MetricRecor
     return aggregated
 
 
+def reply_metrics(reply: Message) -> MetricRecord:
+    """A reply's 'metrics' record, empty when a malformed reply has none."""
+    return reply.content.metric_records.get("metrics", MetricRecord())
+
+
+def non_finite_metrics(metrics: MetricRecord) -> list[str]:
+    return [key for key, value in metrics.items() if not np.isfinite(np.asarray(value, dtype=np.float64)).all()]
+
+
 def reply_problem(reply: Message, reference: dict[str, tuple[int, ...]]) -> str | None:
     """Why a training reply's head must not be averaged, or None if it is fine."""
-    if "arrays" not in reply.content.array_records:
+    content = reply.content
+    if "arrays" not in content.array_records:
         return "no head in the reply"
-    arrays = reply.content["arrays"]
+    if len(content.array_records) != 1 or list(content.metric_records) != ["metrics"]:
+        return "expected one ArrayRecord 'arrays' and one MetricRecord 'metrics'"
+    arrays = content["arrays"]
     shapes = {name: tuple(array.shape) for name, array in arrays.items()}
     if shapes != reference:
         return f"head shapes {shapes} differ from the global head's {reference}"
     for name, array in arrays.items():
         if not np.isfinite(array.numpy()).all():
             return f"head tensor '{name}' has NaN or infinite values"
+    metrics = content["metrics"]
+    if not_finite := non_finite_metrics(metrics):
+        return f"metrics {not_finite} are not finite"
+    num_examples = metrics.get("num-examples")
+    if not isinstance(num_examples, int) or num_examples <= 0:
+        return f"num-examples = {num_examples!r}, expected a count >= 1 to weight the head by"
     return None
+
+
+def failure_reason(reply: Message) -> str:
+    """The gist of a failed reply's error, on one line, for results.json (the log keeps it whole).
+
+    In simulation the reason is Ray's whole traceback, in terminal colours, wrapped as
+    "<class ...>:<'...'>"; its last line names the ClientApp's exception.
+    """
+    lines = [line.strip() for line in TERMINAL_CODES.sub("", reply.error.reason or "").splitlines() if line.strip()]
+    return lines[-1].removesuffix("'>") if lines else f"error code {reply.error.code}"
+
+
+def _count(value: object) -> int:
+    """A count from a reply's metrics; a malformed one (NaN, negative, a list) counts 0."""
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 class KeywordFedAvg(FedAvg):
     """FedAvg over the replies that trained and sent a sound head.
 
     Left out of the average, and counted per round: failed replies (the ClientApp
-    raised or the node vanished), nodes with too little data (``trained=0``) and heads of
-    the wrong shape or with non-finite values. ``round_offset`` numbers rounds after a
-    resumed run's last completed one.
+    raised or the node vanished), nodes with too little data (``trained=0``) and replies
+    whose head has the wrong shape or non-finite values, or whose metrics are unusable.
+    ``round_offset`` numbers rounds after a resumed run's last completed one.
     """
 
     def __init__(self, *, learning_rate: float, lr_schedule: str, total_rounds: int, round_offset: int = 0, **kwargs: Any) -> None:
@@ -86,13 +121,13 @@ class KeywordFedAvg(FedAvg):
         answered = [reply for reply in replies if not reply.has_error()]
         accepted, rejected, untrained = [], [], []
         for reply in answered:
-            if int(reply.content["metrics"].get("trained", 1)) == 0:
+            if reply_metrics(reply).get("trained", 1) == 0:
                 untrained.append(reply)
                 continue
             problem = reply_problem(reply, self._reference)
             if problem:
                 log(WARNING, "round %d: rejected reply from node %d: %s", server_round, reply.metadata.src_node_id, problem)
-                rejected.append(reply)
+                rejected.append((reply, problem))
             else:
                 accepted.append(reply)
         for reply in failed:
@@ -111,9 +146,9 @@ class KeywordFedAvg(FedAvg):
             "failed": len(failed),
         }
         record["failures"] = [
-            {"node": reply.metadata.src_node_id, "reason": reply.error.reason} for reply in failed
-        ] + [{"node": reply.metadata.src_node_id, "reason": reply_problem(reply, self._reference)} for reply in rejected]
-        record["skipped-clips"] = sum(int(reply.content["metrics"].get("skipped-clips", 0)) for reply in answered)
+            {"node": reply.metadata.src_node_id, "reason": failure_reason(reply)} for reply in failed
+        ] + [{"node": reply.metadata.src_node_id, "reason": problem} for reply, problem in rejected]
+        record["skipped-clips"] = sum(_count(reply_metrics(reply).get("skipped-clips", 0)) for reply in answered)
         if not accepted:
             return None, None
         arrays, metrics = super().aggregate_train(server_round, accepted)
@@ -126,7 +161,13 @@ class KeywordFedAvg(FedAvg):
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         server_round += self.round_offset
         replies = list(replies)
-        usable = [r for r in replies if not r.has_error() and int(r.content["metrics"]["num-examples"]) > 0]
+        usable = [
+            reply
+            for reply in replies
+            if not reply.has_error()
+            and _count(reply_metrics(reply).get("num-examples", 0)) > 0
+            and not non_finite_metrics(reply_metrics(reply))
+        ]
         record = self.records.setdefault(server_round, {"round": server_round, "clients": {}})
         record["clients"]["evaluated"] = len(usable)
         record["clients"]["evaluate-failed"] = sum(reply.has_error() for reply in replies)

@@ -109,19 +109,26 @@ def log_mel(waveforms: np.ndarray, extractor: WhisperFeatureExtractor, encoder_f
     return batch.input_features.to(device)
 
 
+def encoding_batch_size(encoder_frames: int) -> int:
+    """Clips per encoder call: attention memory grows with frames squared, so long contexts
+    get small batches (1500 frames: 4 clips, ~220 MB of attention scores; 50 frames: 32)."""
+    return max(1, min(32, 6000 // encoder_frames))
+
+
 @torch.inference_mode()
 def encode(
     waveforms: np.ndarray,
     model_name: str,
     encoder_frames: int,
     device: str = "cpu",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
     """Encoder states (N, encoder_frames, hidden) of 1-s clips, as float16 on the CPU."""
     encoder = load_encoder(model_name, encoder_frames, device)
     extractor = load_feature_extractor(model_name)
     outputs = []
+    batch_size = batch_size or encoding_batch_size(encoder_frames)
     starts = range(0, len(waveforms), batch_size)
     for start in tqdm(starts, desc=f"encoding ({encoder_frames} frames)", disable=not progress, leave=False):
         mel = log_mel(waveforms[start : start + batch_size], extractor, encoder_frames, device)

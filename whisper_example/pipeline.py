@@ -79,18 +79,41 @@ def split_features(config: Mapping[str, object], split: str, progress: bool = Tr
     return featurize(prepared.dataset, config, progress), prepared.skipped
 
 
+def _local_data_path(value: object) -> Path:
+    """The folder named by node config ``local-data``, absolute, or DataSourceError."""
+    text = str(value).strip()
+    if not text:
+        raise DataSourceError(
+            "node config 'local-data' is empty; give the folder of this node's data, "
+            "e.g. --node-config \"local-data='/data/partition_0'\""
+        )
+    path = Path(text).expanduser()
+    where = "" if path.is_absolute() else f" (relative to the ClientApp's working directory {Path.cwd()}; use an absolute path)"
+    path = path.absolute()
+    if not path.exists():
+        raise DataSourceError(f"node config 'local-data' = '{path}': no such file or folder{where}")
+    if not path.is_dir():
+        raise DataSourceError(
+            f"node config 'local-data' = '{path}': is a file, expected a folder "
+            "(a partition written by preprocess.py, a save_to_disk DatasetDict or a Speech Commands folder)"
+        )
+    return path
+
+
 def node_clips(node_config: Mapping[str, object], config: Mapping[str, object]) -> PreparedClips:
-    """This SuperNode's clips: ``local-data`` in deployment, a partition in simulation."""
+    """This SuperNode's clips: ``local-data`` in deployment, a partition in simulation.
+
+    Every problem with ``local-data`` raises DataSourceError naming the key and the
+    absolute path, so the ServerApp's log and results.json say which node to fix.
+    """
     keywords = keywords_of(config)
     if "local-data" in node_config:
-        path = Path(str(node_config["local-data"])).expanduser()
-        if not path.exists():
-            raise DataSourceError(f"node config 'local-data' = '{path}': no such file or folder")
-        if (path / "state.json").exists():
-            return PreparedClips(load_prepared_from_disk(path, class_names(keywords)), skipped=0)
+        path = _local_data_path(node_config["local-data"])
         try:
+            if (path / "state.json").exists():
+                return PreparedClips(load_prepared_from_disk(path, class_names(keywords)), skipped=0)
             return prepare_split(str(path), "", "train", keywords, float(config["silence-fraction"]), int(config["seed"]))
-        except DataSourceError as error:
+        except (OSError, ValueError) as error:  # DataSourceError, and unreadable or corrupt files
             raise DataSourceError(f"node config 'local-data' = '{path}': {error}") from error
     if "partition-id" in node_config and "num-partitions" in node_config:
         partition_id = int(node_config["partition-id"])

@@ -307,11 +307,6 @@ def test_a_supernode_killed_mid_round_is_a_failure_of_that_round_and_the_run_goe
     assert {int(node["node-id"]): node["status"] for node in faulty_run.listed}[vanished.node_id] == "offline"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the SuperLink's 'Node Unavailable' reply comes from node 1 (the SuperLink itself); "
-    "KeywordFedAvg records reply.metadata.src_node_id instead of the node the message went to",
-)
 def test_the_failure_of_a_vanished_node_names_that_node(faulty_run: Outcome) -> None:
     (unavailable,) = [f for f in faulty_run.results["rounds"][0]["failures"] if "Node Unavailable" in f["reason"]]
     assert unavailable["node"] == faulty_run.nodes["vanishing"].node_id

@@ -98,6 +98,7 @@ class KeywordFedAvg(FedAvg):
         self.round_offset = round_offset
         self.records: dict[int, dict[str, Any]] = {}
         self._reference: dict[str, tuple[int, ...]] = {}
+        self._sent: list[Message] = []
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         server_round += self.round_offset
@@ -105,6 +106,7 @@ class KeywordFedAvg(FedAvg):
         config["learning-rate"] = learning_rate
         self._reference = {name: tuple(array.shape) for name, array in arrays.items()}
         messages = list(super().configure_train(server_round, arrays, config, grid))
+        self._sent = messages  # the grid sets their message ids when it pushes them
         self.records[server_round] = {
             "round": server_round,
             "learning-rate": learning_rate,
@@ -113,6 +115,12 @@ class KeywordFedAvg(FedAvg):
         }
         log(INFO, "round %d: learning rate %.3g", server_round, learning_rate)
         return messages
+
+    def node_of(self, reply: Message) -> int:
+        """The node a train reply answers for: the SuperLink itself sends the error reply
+        for a node that vanished, so the source id alone would name the SuperLink."""
+        destinations = {message.metadata.message_id: message.metadata.dst_node_id for message in self._sent}
+        return destinations.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         server_round += self.round_offset
@@ -126,12 +134,12 @@ class KeywordFedAvg(FedAvg):
                 continue
             problem = reply_problem(reply, self._reference)
             if problem:
-                log(WARNING, "round %d: rejected reply from node %d: %s", server_round, reply.metadata.src_node_id, problem)
+                log(WARNING, "round %d: rejected reply from node %d: %s", server_round, self.node_of(reply), problem)
                 rejected.append((reply, problem))
             else:
                 accepted.append(reply)
         for reply in failed:
-            log(WARNING, "round %d: node %d failed: %s", server_round, reply.metadata.src_node_id, reply.error.reason)
+            log(WARNING, "round %d: node %d failed: %s", server_round, self.node_of(reply), reply.error.reason)
         log(
             INFO,
             "round %d: averaging %d of %d replies (%d with too little data, %d rejected, %d failed)",
@@ -146,8 +154,8 @@ class KeywordFedAvg(FedAvg):
             "failed": len(failed),
         }
         record["failures"] = [
-            {"node": reply.metadata.src_node_id, "reason": failure_reason(reply)} for reply in failed
-        ] + [{"node": reply.metadata.src_node_id, "reason": problem} for reply, problem in rejected]
+            {"node": self.node_of(reply), "reason": failure_reason(reply)} for reply in failed
+        ] + [{"node": self.node_of(reply), "reason": problem} for reply, problem in rejected]
         record["skipped-clips"] = sum(_count(reply_metrics(reply).get("skipped-clips", 0)) for reply in answered)
         if not accepted:
             return None, None

@@ -240,7 +240,9 @@ class Deployment:
 
     On exit every process started here (SuperLink, its SuperExec and ServerApp, the
     SuperNodes and their SuperExecs and ClientApps) is stopped, and HarnessError is
-    raised if one survives or one of the ports is still open.
+    raised if one survives or one of the ports is still open. Like `run_simulation`,
+    entering one first kills what earlier harness runs of this process left behind, so
+    use one Deployment at a time per process.
     """
 
     app_dir: Path
@@ -261,6 +263,7 @@ class Deployment:
         self.superlink: subprocess.Popen[bytes] | None = None
         self.flwr = _flwr_executable()
         self.ports: list[int] = []
+        self.migrated_connection: dict[str, object] = {}  # as `flwr run` migrated it from pyproject.toml
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -59,6 +59,8 @@ KEYS: dict[str, Key] = {
     "num-server-rounds": Key(int, _positive, "an integer >= 1"),
     "fraction-train": Key(float, _unit_open_closed, "a number in (0, 1]"),
     "fraction-evaluate": Key(float, _unit_closed, "a number in [0, 1]"),
+    "min-nodes": Key(int, _positive, "an integer >= 1"),
+    "round-timeout": Key(float, _positive, "seconds > 0"),
     "local-epochs": Key(int, _positive, "an integer >= 1"),
     "batch-size": Key(int, _positive, "an integer >= 1"),
     "learning-rate": Key(float, _positive, "a number > 0"),

@@ -92,6 +92,11 @@ def main(grid: Grid, context: Context) -> None:
         round_offset=done_rounds,
         fraction_train=float(config["fraction-train"]),
         fraction_evaluate=float(config["fraction-evaluate"]),
+        # FedAvg's default of 2 makes a round wait forever ("Waiting for nodes to
+        # connect") once fewer than 2 SuperNodes are online, e.g. after one vanished.
+        min_available_nodes=int(config["min-nodes"]),
+        min_train_nodes=int(config["min-nodes"]),
+        min_evaluate_nodes=int(config["min-nodes"]),
     )
     evaluate = CentralEvaluator(config) if config["central-eval"] else None
 
@@ -114,6 +119,7 @@ def main(grid: Grid, context: Context) -> None:
         num_rounds=total_rounds - done_rounds,
         train_config=ConfigRecord({"learning-rate": float(config["learning-rate"])}),
         evaluate_fn=end_of_round,
+        timeout=float(config["round-timeout"]),
     )
     final = result.arrays if len(result.arrays) else ArrayRecord(initial)
     test = evaluate("test", final) if evaluate else None

@@ -119,7 +119,7 @@ class KeywordFedAvg(FedAvg):
     def node_of(self, reply: Message) -> int:
         """The node a train reply answers for: the SuperLink itself sends the error reply
         for a node that vanished, so the source id alone would name the SuperLink."""
-        destinations = {message.metadata.message_id: message.metadata.dst_node_id for message in self._sent}
+        destinations = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent if m.metadata.message_id}
         return destinations.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:

@@ -414,12 +414,14 @@ def cleanup_stale_harness_processes() -> list[str]:
     return found
 
 
-def leftover_flower_processes() -> list[str]:
+def leftover_flower_processes(owner_pid: int | None = None) -> list[str]:
     """Live `flower-superlink`/`flower-superexec`/`flwr-simulation` processes of harness
-    runs (any owner), as "pid cmdline" strings. Empty after a clean teardown."""
+    runs (of `owner_pid` only, when given), as "pid cmdline" strings. Empty after a clean
+    teardown."""
     out = []
     for p in _all_procs():
-        if p.marker and _alive(p) and re.search(r"flower-super(link|exec)|flwr-simulation", p.cmdline):
+        owned = p.marker and (owner_pid is None or p.marker.startswith(f"{owner_pid}:"))
+        if owned and _alive(p) and re.search(r"flower-super(link|exec)|flwr-simulation", p.cmdline):
             out.append(f"{p.pid} {p.cmdline[:200]}")
     return out
 

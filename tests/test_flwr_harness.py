@@ -1,6 +1,7 @@
 """End-to-end check of tests/flwr_harness.py with a minimal Flower app (~30 s)."""
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,8 @@ def test_mini_app_end_to_end(tmp_path: Path) -> None:
     assert "# [tool.flwr.federations]" in (run.app_dir / "pyproject.toml").read_text()
     assert (run.flwr_home / "config.toml").is_file()
 
-    # Nothing is left: no harness-started flwr process, nothing on the port.
-    assert leftover_flower_processes() == []
+    # Nothing is left: no flwr process this test started, nothing on the port.
+    assert leftover_flower_processes(owner_pid=os.getpid()) == []
     listeners = subprocess.run(
         ["ss", "-ltnpH", f"sport = :{run.port}"], capture_output=True, text=True
     ).stdout

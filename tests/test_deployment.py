@@ -29,7 +29,7 @@ import pytest
 
 from conftest import REPO, TEST_KEYWORDS, run_config
 from deploy_harness import Deployment, SuperNode, make_supernode_keys, make_tls_files
-from flwr_harness import MARKER_ENV, FlowerRun, _all_procs, _port_listening
+from flwr_harness import FlowerRun, _all_procs, _port_listening
 from whisper_example.data import DataSourceError, load_prepared_from_disk, split_for_evaluation
 from whisper_example.labels import class_names
 from whisper_example.pipeline import node_clips

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import torch
 
 from conftest import run_config
 from whisper_example.labels import DEFAULT_KEYWORDS

@@ -1,14 +1,27 @@
-"""The run config is checked before any work starts, and errors name the key."""
+"""The run config is checked before any work starts, typed, and errors name the key."""
+
+import argparse
 
 import pytest
 
-from whisper_example.config import ConfigError, default_config, validate
+from whisper_example.config import (
+    ConfigError,
+    RunConfig,
+    add_config_options,
+    config_from_options,
+    default_values,
+)
 
 
-def test_pyproject_defaults_are_valid() -> None:
-    config = validate(default_config())
-    assert config["num-classes"] == 12
-    assert config["encoder-frames"] == 1500
+def defaults(**changes: object) -> dict[str, object]:
+    return default_values() | changes
+
+
+def test_pyproject_defaults_are_valid_and_typed() -> None:
+    config = RunConfig.from_mapping(defaults())
+    assert config.encoder_frames == 1500 and isinstance(config.encoder_frames, int)
+    assert config.num_classes == 12
+    assert config.class_names[-2:] == ["_silence_", "_unknown_"]
 
 
 @pytest.mark.parametrize(
@@ -20,25 +33,53 @@ def test_pyproject_defaults_are_valid() -> None:
         ("encoder-frames", 3000, "[1, 1500]"),
         ("batch-size", "8", "'batch-size' = '8' has type str"),
         ("central-eval", 1, "'central-eval' = 1 has type int"),
+        ("seed", True, "'seed' = True has type bool"),
         ("lr-schedule", "linear", "one of constant, cosine, step"),
-        ("num-classes", 11, "set num-classes=12"),
+        ("encoder-precision", "fp8", "one of auto, float32, bfloat16, float16"),
+        ("cache-size-gb", -1.0, "gigabytes >= 0"),
+        ("keywords", "yes,yes", "'keywords': keywords must be distinct"),
+        ("keywords", "yes,_silence_", "are added automatically"),
     ],
 )
 def test_bad_value_names_the_key_and_the_valid_range(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError) as error:
-        validate(default_config() | {key: value})
+        RunConfig.from_mapping(defaults(**{key: value}))
     assert message in str(error.value)
 
 
-def test_unknown_key_is_refused_with_the_valid_keys() -> None:
+def test_unknown_and_missing_keys_are_named() -> None:
     with pytest.raises(ConfigError, match=r"unknown run config key\(s\) \['num-round'\]; valid keys: num-server-rounds"):
-        validate(default_config() | {"num-round": 3})
+        RunConfig.from_mapping(defaults(**{"num-round": 3}))
+    values = defaults()
+    del values["seed"]
+    with pytest.raises(ConfigError, match=r"missing key\(s\) \['seed'\]"):
+        RunConfig.from_mapping(values)
 
 
-def test_integer_is_accepted_where_a_fraction_goes() -> None:
-    assert validate(default_config() | {"fraction-train": 1})["fraction-train"] == 1.0
+def test_an_integer_is_accepted_where_a_fraction_goes() -> None:
+    assert RunConfig.from_mapping(defaults(**{"fraction-train": 1})).fraction_train == 1.0
 
 
-def test_keywords_must_be_distinct() -> None:
-    with pytest.raises(ConfigError, match="'keywords': keywords must be distinct"):
-        validate(default_config() | {"keywords": "yes,yes", "num-classes": 4})
+def test_class_count_comes_from_keywords_and_num_classes_must_agree() -> None:
+    values = defaults(keywords="yes,no")
+    del values["num-classes"]
+    assert RunConfig.from_mapping(values).num_classes == 4
+    assert RunConfig.from_mapping(values | {"num-classes": 4}).class_names == ["yes", "no", "_silence_", "_unknown_"]
+    with pytest.raises(ConfigError, match="'num-classes' = 12 but 'keywords' has 2 words.*set num-classes=4"):
+        RunConfig.from_mapping(values | {"num-classes": 12})
+
+
+def test_to_dict_round_trips_with_pyproject_keys() -> None:
+    config = RunConfig.from_mapping(defaults())
+    assert config.to_dict() == {key: value for key, value in defaults().items() if key != "num-classes"}
+    assert config.replace(**{"encoder-frames": 50}).encoder_frames == 50
+
+
+def test_script_options_are_typed_like_the_run_config() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, "encoder-frames", "keywords", "central-eval")
+    args = parser.parse_args(["--encoder-frames", "50", "--keywords", "yes,no", "--central-eval", "true"])
+    config = config_from_options(args, "encoder-frames", "keywords", "central-eval")
+    assert (config.encoder_frames, config.words, config.central_eval) == (50, ("yes", "no"), True)
+    with pytest.raises(SystemExit, match="'encoder-frames' = 0"):
+        config_from_options(parser.parse_args(["--encoder-frames", "0"]), "encoder-frames")

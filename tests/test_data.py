@@ -1,75 +1,81 @@
-"""Three kinds of source behind one loader; partitions by speaker; distinct silence."""
+"""Three kinds of source behind one loader; partitions by speaker; prepared clips on disk."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import TEST_KEYWORDS, TEST_WORDS
-from whisper_example.audio import SAMPLE_RATE, encode_wav
+from conftest import REPO, TEST_KEYWORDS, TEST_WORDS, run_config, small_config
+from whisper_example.audio import SAMPLE_RATE
+from whisper_example.config import SILENCE
 from whisper_example.data import (
     DataSourceError,
     _load_hub,
+    clip_batch,
     count_partitions,
-    labels_of,
     load_source,
+    node_clips,
+    node_items,
     partition_rows,
-    pcm_matrix,
-    prepare_clips,
+    prepare_rows,
     prepare_split,
     silence_crops,
     split_for_evaluation,
 )
-from whisper_example.labels import SILENCE, UNKNOWN, class_names
-from whisper_example.model import balanced_sampler
 
 
-def summary(source: str) -> dict[str, list[tuple[str, str | None]]]:
+def words_and_speakers(source: str) -> dict[str, list[tuple[str, str | None]]]:
     loaded = load_source(source)
     return {split: sorted(zip(loaded[split]["word"], loaded[split]["speaker_id"]), key=str) for split in loaded}
 
 
 def test_folder_and_saved_datasetdict_give_the_same_speech(speech_folder: Path, speech_disk: Path) -> None:
-    folder, disk = summary(str(speech_folder)), summary(str(speech_disk))
-    speech = lambda rows: [row for row in rows if row[0] != SILENCE]  # noqa: E731
+    folder, disk = words_and_speakers(str(speech_folder)), words_and_speakers(str(speech_disk))
     for split in ("train", "validation", "test"):
-        assert speech(folder[split]) == speech(disk[split])
+        assert [row for row in folder[split] if row[0] != SILENCE] == [row for row in disk[split] if row[0] != SILENCE]
     assert {word for word, _ in folder["train"]} == {*TEST_WORDS, SILENCE}
 
 
-def test_labels_come_from_names_not_ids(speech_disk: Path) -> None:
-    prepared = prepare_split(str(speech_disk), "", "train", ("no", "yes"), 0.1, seed=0).dataset
-    names = prepared.features["label"].names
-    assert names == ["no", "yes", SILENCE, UNKNOWN]
-    counts = np.bincount(labels_of(prepared), minlength=4)
+def test_labels_come_from_names_not_ids(speech_disk: Path, tmp_path: Path) -> None:
+    config = small_config(speech_disk, Path("unused"), tmp_path, keywords="no,yes")
+    clips = prepare_split(config, "train", progress=False)
+    counts = np.bincount(clips.labels, minlength=4)
     words = load_source(str(speech_disk))["train"]["word"]
+    assert clips.names == ("no", "yes", SILENCE, "_unknown_")
     assert counts[0] == words.count("no") and counts[1] == words.count("yes")
-    assert counts[3] == sum(words.count(w) for w in ("up", "down", "bed", "cat"))
+    assert counts[3] == sum(words.count(word) for word in ("up", "down", "bed", "cat"))
 
 
-def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_missing_or_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataSourceError, match="does not exist"):
         load_source(str(tmp_path / "nowhere"))
-
-
-def test_folder_without_clips_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataSourceError, match="no clips found"):
         load_source(str(tmp_path))
 
 
-def test_script_hub_dataset_falls_back_to_parquet_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_script_hub_dataset_falls_back_to_its_parquet_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def fake_load_dataset(path: str, name: str | None, revision: str | None = None):
+    def fake_load_dataset(path: str, name: str | None, revision: str | None = None) -> dict:
         calls.append(revision)
         if revision is None:
             raise RuntimeError("Dataset scripts are no longer supported, but found speech_commands.py")
         return {"train": "rows"}
 
-    monkeypatch.setattr("whisper_example.data.load_dataset", fake_load_dataset)
+    monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
     assert _load_hub("google/speech_commands", "v0.02") == {"train": "rows"}
     assert calls == [None, "refs/convert/parquet"]
+
+
+def test_an_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("Couldn't reach 'google/speech_commands' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr("datasets.load_dataset", offline)
+    with pytest.raises(DataSourceError, match=r"dataset 'google/speech_commands' could not be loaded.*--run-config \"dataset="):
+        load_source("google/speech_commands", "v0.02")
 
 
 def test_partitions_group_speakers_and_cover_the_train_split(speech_folder: Path) -> None:
@@ -78,16 +84,16 @@ def test_partitions_group_speakers_and_cover_the_train_split(speech_folder: Path
     count = count_partitions(source, "", 3)
     assert count == len(train_speakers) // 3
     seen: list[str] = []
-    for pid in range(count):
-        speakers = set(partition_rows(source, "", 3, pid, count)["speaker_id"])
+    for node in range(count):
+        speakers = set(partition_rows(source, "", 3, node, count)["speaker_id"])
         assert len(speakers) >= 3
         seen += speakers
     assert sorted(seen) == sorted(train_speakers)
 
 
-def test_federation_size_mismatch_is_an_error_not_wrap_around(speech_folder: Path) -> None:
+def test_a_federation_size_mismatch_names_the_federation_config_to_use(speech_folder: Path) -> None:
     count = count_partitions(str(speech_folder), "", 3)
-    with pytest.raises(DataSourceError, match=f"num-supernodes={count + 1}.*set options.num-supernodes={count}"):
+    with pytest.raises(DataSourceError, match=f"simulates {count + 1} SuperNodes.*--federation-config \"num-supernodes={count}\""):
         partition_rows(str(speech_folder), "", 3, 0, count + 1)
 
 
@@ -98,41 +104,73 @@ def test_silence_crops_are_distinct_and_seeded() -> None:
     assert np.array_equal(crops, silence_crops(noise, 20, np.random.default_rng(1)))
 
 
-def test_silence_is_about_the_requested_fraction(speech_folder: Path) -> None:
-    prepared = prepare_split(str(speech_folder), "", "train", TEST_KEYWORDS, 0.1, seed=0).dataset
-    labels = labels_of(prepared)
-    silence = class_names(TEST_KEYWORDS).index(SILENCE)
-    assert abs(np.mean(labels == silence) - 0.1) < 0.02
+def test_a_corrupt_clip_is_skipped_and_counted(tmp_path: Path) -> None:
+    import io
 
-
-def test_corrupt_clip_is_skipped_and_counted(speech_folder: Path, tmp_path: Path) -> None:
+    import soundfile
     from datasets import Dataset
 
-    good = {"bytes": encode_wav(np.zeros(SAMPLE_RATE, np.float32)), "path": "good.wav"}
+    silent = io.BytesIO()
+    soundfile.write(silent, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, format="WAV")
+    good = {"bytes": silent.getvalue(), "path": "good.wav"}
     bad = {"bytes": b"RIFF\x00\x00garbage", "path": "bad.wav"}
-    rows = Dataset.from_list([
-        {"audio": good, "word": "yes", "speaker_id": "a"},
-        {"audio": bad, "word": "no", "speaker_id": "a"},
-    ])
-    prepared = prepare_clips(rows, TEST_KEYWORDS, (), 0.0, seed=0)
-    assert prepared.skipped == 1
-    assert labels_of(prepared.dataset).tolist() == [0]
-    assert pcm_matrix(prepared.dataset).shape == (1, SAMPLE_RATE)
+    rows = Dataset.from_list([{"audio": good, "word": "yes", "speaker_id": "a"}, {"audio": bad, "word": "no", "speaker_id": "a"}])
+    clips = prepare_rows(rows, run_config(), (), seed=0)
+    assert clips.skipped == 1 and clips.labels.tolist() == [0]
+    assert clips.pcm().shape == (1, SAMPLE_RATE)
 
 
-def test_evaluation_slice_is_stable_and_disjoint(speech_folder: Path) -> None:
-    prepared = prepare_split(str(speech_folder), "", "train", TEST_KEYWORDS, 0.1, seed=0).dataset
-    train, held_out = split_for_evaluation(prepared, 0.2, seed=3)
-    again, held_again = split_for_evaluation(prepared, 0.2, seed=3)
-    assert np.array_equal(pcm_matrix(held_out), pcm_matrix(held_again))
-    assert len(train) + len(held_out) == len(prepared)
-    assert len(held_out) == round(0.2 * len(prepared))
+def test_a_split_is_prepared_once_with_about_the_silence_fraction(speech_folder: Path, tmp_path: Path) -> None:
+    config = small_config(speech_folder, Path("unused"), tmp_path)
+    clips = prepare_split(config, "train", progress=False)
+    (prepared,) = (tmp_path / "cache" / "clips").glob("train-*.arrow")
+    again = prepare_split(config, "train", progress=False)
+    assert again.table.equals(clips.table) and list((tmp_path / "cache" / "clips").glob("*.arrow")) == [prepared]
+    assert abs(np.mean(clips.labels == config.class_names.index(SILENCE)) - 0.1) < 0.02
+    validation = prepare_split(config, "validation", progress=False)
+    assert not set(clips.digests.tolist()) & set(validation.digests.tolist())  # no clip in both splits
 
 
-def test_balanced_sampler_draws_present_classes_equally_and_absent_ones_never() -> None:
-    labels = torch.tensor([0] * 90 + [2] * 10)  # class 1 absent
-    sampler = balanced_sampler(labels, torch.Generator().manual_seed(0))
-    drawn = labels[list(iter(sampler))]
-    counts = torch.bincount(drawn, minlength=3)
-    assert counts[1] == 0
-    assert abs(counts[0].item() - counts[2].item()) < 25
+def test_a_changed_source_is_prepared_again(speech_folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(speech_folder, tmp_path / "speech"))
+    config = small_config(copy, Path("unused"), tmp_path)
+    before = prepare_split(config, "test", progress=False)
+    clip = next((copy / "yes").glob("*.wav"))
+    clip.write_bytes(clip.read_bytes()[:-2000])  # same name, other content
+    load_source.cache_clear()
+    after = prepare_split(config, "test", progress=False)
+    assert len(list((tmp_path / "cache" / "clips").glob("test-*.arrow"))) == 2
+    assert len(before) == len(after)
+
+
+def test_a_digest_is_the_content_of_the_clip() -> None:
+    pcm = np.random.default_rng(0).integers(-1000, 1000, (3, SAMPLE_RATE), dtype=np.int16)
+    pcm[2] = pcm[0]
+    batch = clip_batch(pcm, [0, 1, 2])
+    digests = batch.column("digest").to_pylist()
+    assert digests[0] == digests[2] != digests[1]
+
+
+def test_the_evaluation_slice_is_stable_and_disjoint() -> None:
+    train, held_out = split_for_evaluation(50, 0.2, seed=3)
+    again, held_again = split_for_evaluation(50, 0.2, seed=3)
+    assert np.array_equal(held_out, held_again) and np.array_equal(train, again)
+    assert sorted([*train, *held_out]) == list(range(50)) and len(held_out) == 10
+
+
+def test_a_preprocessed_partition_loads_without_datasets_or_audio_decoders(speech_disk: Path, tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "preprocess.py", "--dataset", str(speech_disk), "--keywords", ",".join(TEST_KEYWORDS),
+         "--speakers-per-node", "3", "--partition-id", "1", "--output-dir", str(tmp_path)],
+        cwd=REPO, check=True, capture_output=True,
+    )  # fmt: skip
+    probe = (
+        "import sys; from whisper_example.data import node_clips, node_items; from conftest import run_config; "
+        f"clips = node_clips(node_items({{'local-data': '{tmp_path / 'partition_1'}'}}), run_config()); "
+        "print(len(clips), sorted(m for m in ('datasets', 'soundfile', 'scipy', 'transformers') if m in sys.modules))"
+    )
+    probed = subprocess.run([sys.executable, "-c", probe], cwd=REPO / "tests", capture_output=True, text=True, check=True)
+    simulated = node_clips(node_items({"partition-id": 1, "num-partitions": 3}), run_config(dataset=str(speech_disk)))
+    assert probed.stdout.split(None, 1) == [str(len(simulated)), "[]\n"]

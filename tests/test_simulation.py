@@ -1,75 +1,144 @@
-"""`flwr run .` on the real Simulation Engine, end to end, as a user runs it."""
+"""`flwr run` on the real Simulation Engine, where the process boundary is the point: a
+healthy run with one ClientApp that raises, a misconfigured run that stops after round 1,
+and a GPU federation on a machine without one."""
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, TEST_KEYWORDS, simulation_config
-from flwr_harness import run_simulation
+from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, simulation_config
+from harness import DEFAULT_COPY_IGNORE, run_simulation
 from whisper_example.data import count_partitions
-from whisper_example.model import build_head
+from whisper_example.head import build_head
+from whisper_example.runs import load_checkpoint
+
+RAISING_CLIENTAPP = '''"""Written by tests/test_simulation.py: the real ClientApp, but node 0 raises in round 2."""
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from whisper_example import client_app
+
+app = ClientApp()
 
 
-def finite_numbers(metrics: dict) -> list[float]:
-    values = [v for v in metrics.values() if isinstance(v, (int, float))]
-    assert all(math.isfinite(v) for v in values), metrics
-    return values
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    if context.node_config["partition-id"] == 0 and msg.content["config"]["server-round"] == 2:
+        raise RuntimeError("injected fault: partition 0 raises in round 2")
+    return client_app.train(msg, context)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    return client_app.evaluate(msg, context)
+'''
+
+
+def app_with_raising_clientapp(tmp_path: Path) -> Path:
+    """A copy of the app whose pyproject points `clientapp` at RAISING_CLIENTAPP, with its
+    federations commented out as Flower leaves them after a first `flwr run .`."""
+    app = Path(shutil.copytree(REPO, tmp_path / "app", ignore=shutil.ignore_patterns(*DEFAULT_COPY_IGNORE, "tests", "benchmarks")))
+    (app / "raising_client_app.py").write_text(RAISING_CLIENTAPP)
+    pyproject = app / "pyproject.toml"
+    text = pyproject.read_text()
+    original = 'clientapp = "whisper_example.client_app:app"'
+    assert original in text and "\n[tool.flwr.federations]\n" in text
+    head, federations = text.split("\n[tool.flwr.federations]\n")
+    federations, rest = federations.split("\n[tool.ruff]\n")
+    migrated = "\n".join(f"# {line}" for line in ["[tool.flwr.federations]", *federations.splitlines()])
+    text = f"{head}\n{migrated}\n\n[tool.ruff]\n{rest}".replace(original, 'clientapp = "raising_client_app:app"')
+    pyproject.write_text(text)
+    return app
+
+
+def results_of(outputs: Path) -> tuple[Path, dict]:
+    (run_dir,) = outputs.glob("*/*")
+    return run_dir, json.loads((run_dir / "results.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def simulation(speech_folder: Path, tiny_whisper: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("simulation")
     nodes = count_partitions(str(speech_folder), "", 3)
+    overrides = {"num-server-rounds": 2, "fraction-evaluate": 1.0, "central-eval": True}
     run = run_simulation(
-        REPO,
+        app_with_raising_clientapp(work),
         work / "flwr",
         num_supernodes=nodes,
-        run_config=simulation_config(
-            speech_folder, tiny_whisper, work, **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "central-eval": True}
-        ),
+        run_config=simulation_config(speech_folder, tiny_whisper, work, **overrides),
         timeout=600,
     )
     assert run.completed, run.describe()
-    (run_dir,) = (work / "outputs").glob("*/*")
-    return run, run_dir, nodes
+    return run, *results_of(work / "outputs"), nodes
 
 
-def test_every_round_has_finite_train_federated_and_central_metrics(simulation) -> None:
-    _, run_dir, nodes = simulation
-    results = json.loads((run_dir / "results.json").read_text())
-    assert [entry["round"] for entry in results["rounds"]] == [1, 2]
-    for entry in results["rounds"]:
-        assert entry["clients"]["sampled"] == nodes
-        assert entry["clients"]["trained"] == nodes
-        assert entry["train"]["num-examples"] > 0
-        assert finite_numbers(entry["train"]) and finite_numbers(entry["federated-evaluation"])
-        central = entry["central-evaluation"]
-        assert 0 <= central["accuracy"] <= 1 and math.isfinite(central["loss"])
-    assert 0 <= results["test"]["accuracy"] <= 1
+def test_every_round_records_training_federated_and_central_evaluation(simulation) -> None:
+    _, _, results, nodes = simulation
+    assert results["status"] == "completed" and [entry["round"] for entry in results["rounds"]] == [1, 2]
+    for entry, failed in zip(results["rounds"], (0, 1)):
+        assert entry["clients"] == {
+            "sampled": nodes, "replied": nodes, "trained": nodes - failed, "untrained": 0, "rejected": 0, "failed": failed,
+            "evaluated": nodes, "evaluate-failed": 0,
+        }, entry  # fmt: skip
+        assert all(math.isfinite(value) for value in entry["train"].values())
+        assert all(math.isfinite(value) for value in entry["federated-evaluation"].values())
+        assert 0 <= entry["central-evaluation"]["accuracy"] <= 1
     assert sum(map(sum, results["test"]["confusion"])) == results["test"]["num-examples"]
 
 
-def test_run_folder_holds_config_and_a_loadable_final_head(simulation) -> None:
-    run, run_dir, _ = simulation
+def test_a_clientapp_that_raises_costs_its_node_one_round_and_is_named_on_one_line(simulation) -> None:
+    run, _, results, _ = simulation
+    (failure,) = results["rounds"][1]["failures"]
+    assert failure["reason"].endswith("injected fault: partition 0 raises in round 2"), failure
+    assert "\n" not in failure["reason"] and "\x1b" not in failure["reason"]
+    assert f"node {failure['node']} failed" in run.output
+
+
+def test_the_run_folder_holds_the_config_plots_and_a_loadable_final_head(simulation) -> None:
+    run, run_dir, _, _ = simulation
     config = json.loads((run_dir / "config.json").read_text())
     assert config["encoder-frames"] == 50 and config["num-server-rounds"] == 2
-    head = build_head(50, 16, len(TEST_KEYWORDS) + 2)
-    head.load_state_dict(torch.load(run_dir / "final_head.pt", weights_only=True)["head"])
+    head = build_head(run_config_from(config), TINY_HIDDEN)
+    head.load_state_dict(load_checkpoint(run_dir / "final_head.pt")["head"])
+    assert {"accuracy_loss.png", "confusion_matrix.png", "per_class_accuracy.png", "best.pt"} <= {p.name for p in run_dir.iterdir()}
     assert f"Run folder: {run_dir}" in run.output
 
 
-def test_the_server_logs_the_head_size_and_how_many_replies_it_averaged(simulation) -> None:
-    run, _, nodes = simulation
-    assert "Classification head: 18,822 parameters" in run.output
+def run_config_from(saved: dict):
+    from whisper_example.config import RunConfig
+
+    return RunConfig.from_mapping(saved)
+
+
+def test_the_log_says_what_the_server_did_and_no_deprecation_comes_from_the_project(simulation) -> None:
+    run, _, _, nodes = simulation
+    assert f"Classification head: {50 * 128 + 128 + 128 * TINY_HIDDEN * 6 + 6:,} parameters" in run.output
     assert f"averaging {nodes} of {nodes} replies" in run.output
+    assert f"configure_evaluate: {nodes} nodes ({nodes} of them trained this round)" in run.output
+    assert "deprecated" not in run.output.lower(), [line for line in run.output.splitlines() if "deprecated" in line.lower()]
+
+
+def test_a_federation_of_the_wrong_size_stops_after_round_1_with_the_fix(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+    nodes = count_partitions(str(speech_folder), "", 3)
+    run = run_simulation(
+        REPO, tmp_path / "flwr", num_supernodes=nodes + 1, run_config=simulation_config(speech_folder, tiny_whisper, tmp_path), timeout=300
+    )
+    fix = f'--federation-config "num-supernodes={nodes}"'
+    assert run.status == "finished:failed" and fix in (run.status_details or ""), run.describe()
+    assert "[ROUND 2]" not in run.output and f"Run failed: every node failed in round 1: DataSourceError" in run.output
+    run_dir, results = results_of(tmp_path / "outputs")
+    assert results["status"] == "failed" and fix in results["reason"]
+    assert not (run_dir / "final_head.pt").exists()
 
 
 def test_gpu_federation_on_a_machine_without_gpu_says_so(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    run = run_simulation(REPO, tmp_path, num_supernodes=None, federation="local-sim-gpu", timeout=300)
+    run = run_simulation(REPO, tmp_path, num_supernodes=2, connection="local-sim-gpu", federation_config={"client-resources-num-gpus": 0.2}, timeout=300)
     assert run.status == "finished:failed", run.describe()
     assert "asks for GPUs" in run.output and "no GPU is visible on this machine" in run.output, run.describe()

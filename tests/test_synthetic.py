@@ -1,9 +1,10 @@
-"""Tests of the synthetic Speech Commands generator (needs espeak-ng)."""
+"""Tests of the synthetic Speech Commands generator, tools/synthetic.py (needs espeak-ng)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,28 +12,31 @@ import pytest
 import soundfile as sf
 from scipy.signal import correlate
 
-from whisper_example.synthetic import (
-    BACKGROUND_NOISE_DIR,
+from tools.synthetic import (
     ESPEAK_VARIANTS,
+    MIN_WORD_GAP,
     TESTING_LIST,
     VALIDATION_LIST,
+    make_long_recording,
     make_speakers,
     make_speech_commands_disk,
     make_speech_commands_folder,
     speech_commands_features,
     synthesize_word,
 )
+from whisper_example.data import BACKGROUND_NOISE
 
+REPO = Path(__file__).resolve().parents[1]
 WORDS = ("yes", "go", "marvin")
 NUM_SPEAKERS = 6
 CLIP_NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
 
 # Written out here rather than imported, so the test checks the module's list.
 HF_V002_LABEL_NAMES = [
-    "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-    "backward", "forward", "follow", "learn", "visual", "_silence_",
+    *("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"),
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+    *("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow"),
+    *("backward", "forward", "follow", "learn", "visual", "_silence_"),
 ]
 
 
@@ -42,49 +46,72 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_speech_commands_folder(root, words=WORDS, num_speakers=NUM_SPEAKERS, seed=1)
 
 
+@pytest.fixture(scope="module")
+def cheap_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic-cheap") / "speech_commands"
+    return make_speech_commands_folder(root, words=WORDS, num_speakers=NUM_SPEAKERS, seed=1, cheap=True)
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, float, float]]]:
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    return path, make_long_recording(path, words=("yes", "no"), occurrences=4, seconds=8.0, seed=2)
+
+
 def _speaker(relpath: str) -> str:
     return relpath.split("/")[1].split("_nohash_")[0]
 
 
-def _read_list(path: Path) -> list[str]:
-    return path.read_text().split()
+def _band_profile(path: Path) -> np.ndarray:
+    """Log power in 64 frequency bands: blind to where in the clip the word is."""
+    power = np.abs(np.fft.rfft(sf.read(path)[0])[:8000]) ** 2
+    return np.log(power.reshape(64, -1).sum(axis=1))
 
 
-def test_folder_split_lists_are_consistent_and_speaker_disjoint(folder: Path) -> None:
-    clips = {
-        p.relative_to(folder).as_posix()
-        for p in folder.glob("*/*.wav")
-        if p.parent.name != BACKGROUND_NOISE_DIR
-    }
-    validation = _read_list(folder / VALIDATION_LIST)
-    testing = _read_list(folder / TESTING_LIST)
+def _word_clips(root: Path) -> list[Path]:
+    return [p for p in root.glob("*/*.wav") if p.parent.name != BACKGROUND_NOISE]
+
+
+@pytest.mark.parametrize("layout", ["folder", "cheap_folder"])
+def test_folder_split_lists_are_consistent_and_speaker_disjoint(layout: str, request: pytest.FixtureRequest) -> None:
+    root: Path = request.getfixturevalue(layout)
+    clips = {p.relative_to(root).as_posix() for p in _word_clips(root)}
+    validation = (root / VALIDATION_LIST).read_text().split()
+    testing = (root / TESTING_LIST).read_text().split()
     train = clips - set(validation) - set(testing)
 
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(
-        [*WORDS, BACKGROUND_NOISE_DIR]
-    )
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted([*WORDS, BACKGROUND_NOISE])
     assert all(CLIP_NAME.match(c.split("/")[1]) for c in clips)
     assert len(clips) == len(WORDS) * NUM_SPEAKERS
     assert set(validation) <= clips and set(testing) <= clips
     assert validation and testing and train
     speakers = [{_speaker(c) for c in split} for split in (train, validation, testing)]
     assert not (speakers[0] & speakers[1] or speakers[0] & speakers[2] or speakers[1] & speakers[2])
-    assert len(list((folder / BACKGROUND_NOISE_DIR).glob("*.wav"))) == 2
+    assert len(list((root / BACKGROUND_NOISE).glob("*.wav"))) == 2
 
 
-def test_word_clips_are_16khz_mono_one_second_pcm16(folder: Path) -> None:
-    for path in folder.glob("*/*.wav"):
-        if path.parent.name == BACKGROUND_NOISE_DIR:
-            continue
+@pytest.mark.parametrize("layout", ["folder", "cheap_folder"])
+def test_word_clips_are_16khz_mono_one_second_pcm16(layout: str, request: pytest.FixtureRequest) -> None:
+    for path in _word_clips(request.getfixturevalue(layout)):
         info = sf.info(path)
-        assert (info.samplerate, info.channels, info.frames, info.subtype) == (
-            16000, 1, 16000, "PCM_16",
-        ), path
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 16000, "PCM_16"), path
 
 
-def test_disk_dataset_reloads_with_hf_speech_commands_features(
-    folder: Path, tmp_path: Path
-) -> None:
+def test_cheap_clips_of_one_word_sound_alike_across_speakers_and_unlike_other_words(cheap_folder: Path) -> None:
+    paths = [p for word in WORDS for p in sorted((cheap_folder / word).glob("*.wav"))]
+    words = np.array([p.parent.name for p in paths])
+    profiles = np.array([_band_profile(p) for p in paths])
+    profiles -= profiles.mean(axis=0)  # what all clips share (noise floor, harmonics) says nothing of the word
+    profiles /= np.linalg.norm(profiles, axis=1, keepdims=True)
+    similarity = profiles @ profiles.T
+    same_word = (words[:, None] == words[None]) & ~np.eye(len(paths), dtype=bool)
+    other_word = words[:, None] != words[None]
+
+    # Without word-specific patterns both means would be about equal.
+    assert similarity[same_word].mean() > similarity[other_word].mean() + 0.5
+
+
+def test_disk_dataset_reloads_with_hf_speech_commands_features(folder: Path, tmp_path: Path) -> None:
     from datasets import Audio, load_from_disk
 
     dataset = load_from_disk(str(make_speech_commands_disk(folder, tmp_path / "disk")))
@@ -116,8 +143,12 @@ def test_two_speakers_say_the_same_word_differently() -> None:
 
 def test_sample_rate_and_stereo_overrides_apply_to_chosen_words(tmp_path: Path) -> None:
     root = make_speech_commands_folder(
-        tmp_path / "sc", words=("yes", "no"), num_speakers=1, noise_files=1,
-        sample_rates={"yes": 44100}, stereo_words={"yes"},
+        tmp_path / "sc",
+        words=("yes", "no"),
+        num_speakers=1,
+        noise_files=1,
+        sample_rates={"yes": 44100},
+        stereo_words={"yes"},
     )
     yes = sf.info(next((root / "yes").glob("*.wav")))
     no = sf.info(next((root / "no").glob("*.wav")))
@@ -128,8 +159,61 @@ def test_sample_rate_and_stereo_overrides_apply_to_chosen_words(tmp_path: Path) 
 
 def test_listed_variants_exist_in_espeak_ng() -> None:
     # espeak-ng silently falls back to the plain voice for an unknown variant.
-    listing = subprocess.run(
-        ["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True
-    ).stdout
+    listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
     known = {line.split()[-1].removeprefix("!v/") for line in listing.splitlines()[1:]}
     assert set(ESPEAK_VARIANTS) <= known
+
+
+def test_long_recording_has_the_requested_length_and_words(long_recording: tuple[Path, list]) -> None:
+    path, truth = long_recording
+    info = sf.info(path)
+
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 8 * 16000, "PCM_16")
+    assert sorted(word for word, _, _ in truth) == ["no", "no", "yes", "yes"]
+
+
+def test_long_recording_words_lie_inside_the_file_in_order_and_apart(long_recording: tuple[Path, list]) -> None:
+    _, truth = long_recording
+    starts, ends = np.array([t[1] for t in truth]), np.array([t[2] for t in truth])
+
+    assert np.all(0 <= starts) and np.all(starts < ends) and np.all(ends <= 8.0)
+    assert np.all(starts[1:] - ends[:-1] >= MIN_WORD_GAP - 1e-6)
+
+
+def test_long_recording_is_louder_inside_the_words_than_in_the_noise_between(long_recording: tuple[Path, list]) -> None:
+    path, truth = long_recording
+    audio, rate = sf.read(path)
+    spoken = np.zeros(audio.size, dtype=bool)
+    for _, start, end in truth:
+        spoken[round(start * rate) : round(end * rate)] = True
+    inside, between = (np.sqrt(np.mean(audio[mask] ** 2)) for mask in (spoken, ~spoken))
+
+    assert inside > 4 * between
+    assert between > 1e-3  # a noise bed, not digital silence
+
+
+def test_cli_writes_a_cheap_folder_and_names_the_federation_size(tmp_path: Path) -> None:
+    out = (tmp_path / "sc").resolve()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "tools/synthetic.py",
+            "--cheap",
+            "--out",
+            str(out),
+            "--speakers",
+            "12",
+            "--words",
+            "yes",
+            "no",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    # 12 speakers: 1 validation, 1 test and 10 train speakers, 2 SuperNodes of 5 speakers each.
+    assert len(_word_clips(out)) == 24
+    assert f'--run-config "dataset=\'{out}\'" --federation-config "num-supernodes=2"' in result.stdout
+    assert f"python centralized.py --dataset {out}" in result.stdout

@@ -1,18 +1,16 @@
-"""Turn whatever a node has on disk into 16 kHz mono float32 clips, or say why not.
+"""How does a recording become 16 kHz mono float32 audio, or why can it not?
 
 Decoding uses libsndfile (the ``soundfile`` wheel bundles it), not ``datasets``' default
 torchcodec decoder, which needs FFmpeg system libraries a bare machine lacks.
+``soundfile`` and ``scipy`` are imported on first use: a ClientApp whose features are
+cached never decodes audio and should not pay for those imports.
 """
-
-from __future__ import annotations
 
 import io
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import soundfile
-from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16_000
 CLIP_SAMPLES = SAMPLE_RATE  # every keyword clip is one second long
@@ -28,6 +26,8 @@ class AudioError(ValueError):
 
 def decode(source: bytes | str | Path, *, name: str = "") -> np.ndarray:
     """Decode WAV/FLAC/OGG bytes or a file to a finite 16 kHz mono float32 waveform."""
+    import soundfile
+
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
         stream = io.BytesIO(source) if isinstance(source, bytes) else source
@@ -51,13 +51,23 @@ def to_mono_16k(samples: np.ndarray, rate: int, *, name: str = "<array>") -> np.
         raise AudioError(f"{name}: invalid sample rate {rate} (expected {MIN_RATE} to {MAX_RATE} Hz)")
     if samples.ndim == 2:
         samples = samples.mean(axis=1, dtype=np.float64).astype(np.float32)
-    if rate != SAMPLE_RATE:
-        # Exact for the usual rates; an odd header rate gets the nearest ratio of small factors.
-        ratio = Fraction(SAMPLE_RATE, int(rate)).limit_denominator(MAX_RESAMPLE_FACTOR)
-        samples = resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
-        if not np.isfinite(samples).all():  # finite but huge samples can overflow float32
-            raise AudioError(f"{name}: the clip's samples are out of range after resampling")
+    samples = resample(samples, rate)
+    if not np.isfinite(samples).all():  # finite but huge samples can overflow float32
+        raise AudioError(f"{name}: the clip's samples are out of range after resampling")
     return samples
+
+
+def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling along the first axis, from ``rate`` to ``target`` Hz.
+
+    Exact for the usual rates; an odd header rate gets the nearest ratio of small factors.
+    """
+    if rate == target:
+        return samples
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(target, int(rate)).limit_denominator(MAX_RESAMPLE_FACTOR)
+    return resample_poly(samples, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
 
 
 def fit_to_clip(samples: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
@@ -75,10 +85,3 @@ def to_pcm16(samples: np.ndarray) -> np.ndarray:
 
 def from_pcm16(pcm: np.ndarray) -> np.ndarray:
     return np.asarray(pcm, dtype=np.float32) / 32767.0
-
-
-def encode_wav(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
-    """WAV bytes of a float waveform, for datasets whose audio column holds bytes."""
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()

@@ -1,81 +1,126 @@
 """ClientApp: train the head on this node's clips, or evaluate it on the held-out slice.
 
 The same code runs in simulation (node config ``partition-id``/``num-partitions``) and on
-real SuperNodes (node config ``local-data``); see ``pipeline.node_clips``.
+real SuperNodes (node config ``local-data``). On a SuperNode, Flower starts a fresh
+ClientApp process for every message, so a message pays only for what it uses: features
+cached by an earlier round are memory-mapped, and the encoder (with ``transformers``) is
+loaded only when clips are still to be encoded. A failure the node can name (bad config,
+data, model, too little memory) is sent back as the reply's error, on one line.
 """
 
-from __future__ import annotations
+import os
+import time
+from logging import INFO, WARNING
+from pathlib import Path
 
-from logging import INFO
-
-import torch
+import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common import log
 
-from whisper_example.config import validate
-from whisper_example.model import build_head, check_head_state, default_device, evaluate_head, train_head
-from whisper_example.pipeline import NodeData, node_data
+from whisper_example.config import ConfigError, RunConfig
+from whisper_example.data import DataSourceError, node_clips, node_items, split_for_evaluation
+from whisper_example.encoder import ModelError, clip_features, default_device
+from whisper_example.head import build_head, evaluate_head, load_head_state, train_head, training_memory
+from whisper_example.memory import MemoryLimitError, require
+from whisper_example.strategy import error_reply
 
 app = ClientApp()
 
+NAMED_FAILURES = (ConfigError, DataSourceError, ModelError, MemoryLimitError)
 
-def _received_head(msg: Message, data: NodeData, num_classes: int) -> torch.nn.Module:
-    features = data.train.features if len(data.train) else data.evaluate.features
-    head = build_head(features.shape[1], features.shape[2], num_classes)
-    state = msg.content["arrays"].to_torch_state_dict()
-    check_head_state(state, head)
-    head.load_state_dict(state)
-    return head
+
+def _report(text: str) -> None:
+    log(INFO, "%s", text)
+
+
+def _node(msg: Message, context: Context, slice_index: int):
+    """The run config, the received head and the features of one slice of this node's clips."""
+    config = RunConfig.from_mapping(context.run_config)
+    clips = node_clips(node_items(context.node_config), config)
+    indices = split_for_evaluation(len(clips), config.eval_fraction, config.seed)[slice_index]
+    head = load_head_state(build_head(config), msg.content["arrays"].to_torch_state_dict())
+    return config, clips, indices, head
+
+
+def _answer(msg: Message, work) -> Message:
+    started = time.monotonic()
+    try:
+        reply = work()
+    except NAMED_FAILURES as error:
+        log(WARNING, "%s", error)
+        reply = error_reply(msg, f"{type(error).__name__}: {error}")
+    age = _process_age()
+    since = f" ({age:.1f} s since this process started)" if age is not None else ""
+    log(INFO, "%s message answered in %.1f s%s", msg.metadata.message_type, time.monotonic() - started, since)
+    return reply
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux), to show what a message costs on a SuperNode."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    config = validate(context.run_config)
-    data = node_data(context.node_config, config)
-    head = _received_head(msg, data, int(config["num-classes"]))
-    batch_size = int(config["batch-size"])
-    classes = len(torch.unique(data.train.labels))
-    if len(data.train) < 2 * batch_size or classes < 2:
+    return _answer(msg, lambda: _train(msg, context))
+
+
+def _train(msg: Message, context: Context) -> Message:
+    config, clips, indices, head = _node(msg, context, 0)
+    classes = len(np.unique(clips.labels[indices]))
+    if len(indices) < 2 * config.batch_size or classes < 2:
         # Too little data to learn from, or a single class (training would only teach the
         # head to always answer it); the strategy leaves this reply out of the average.
         log(
             INFO,
             "not training: %d clips of %d class(es); it takes %d clips of >= 2 classes",
-            len(data.train), classes, 2 * batch_size,
+            len(indices),
+            classes,
+            2 * config.batch_size,
         )
-        metrics = {"trained": 0, "num-examples": len(data.train), "skipped-clips": data.skipped_clips}
+        metrics = {"trained": 0, "num-examples": len(indices), "skipped-clips": clips.skipped}
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
-    train_config = msg.content["config"]
+    device = default_device()
+    require(training_memory(config, head), "lower batch-size or encoder-frames")
+    features = clip_features(clips, indices, config, device=device, report=_report)
+    server_round = int(msg.content["config"]["server-round"])
     result = train_head(
         head,
-        data.train.features,
-        data.train.labels,
-        epochs=int(config["local-epochs"]),
-        learning_rate=float(train_config["learning-rate"]),
-        batch_size=batch_size,
-        seed=int(config["seed"]) + 1000 * int(train_config["server-round"]) + int(context.node_config.get("partition-id", 0)),
-        device=default_device(),
+        features,
+        epochs=config.local_epochs,
+        learning_rate=float(msg.content["config"]["learning-rate"]),
+        batch_size=config.batch_size,
+        seed=config.seed + 1000 * server_round + context.node_id,
+        device=device,
     )
     metrics = {
         "trained": 1,
         "train-loss": result.loss,
         "train-accuracy": result.accuracy,
-        "num-examples": len(data.train),
-        "skipped-clips": data.skipped_clips,
+        "num-examples": len(indices),
+        "skipped-clips": clips.skipped,
     }
-    reply = RecordDict({"arrays": ArrayRecord(head.state_dict()), "metrics": MetricRecord(metrics)})
+    reply = RecordDict({"arrays": ArrayRecord(head.cpu().state_dict()), "metrics": MetricRecord(metrics)})
     return Message(reply, reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    config = validate(context.run_config)
-    data = node_data(context.node_config, config)
-    num_classes = int(config["num-classes"])
-    head = _received_head(msg, data, num_classes)
-    metrics: dict[str, float | int] = {"num-examples": len(data.evaluate), "skipped-clips": data.skipped_clips}
-    if len(data.evaluate):
-        result = evaluate_head(head, data.evaluate.features, data.evaluate.labels, num_classes, device=default_device())
+    return _answer(msg, lambda: _evaluate(msg, context))
+
+
+def _evaluate(msg: Message, context: Context) -> Message:
+    config, clips, indices, head = _node(msg, context, 1)
+    metrics: dict[str, float | int] = {"num-examples": len(indices)}
+    if len(indices):
+        device = default_device()
+        features = clip_features(clips, indices, config, device=device, report=_report)
+        result = evaluate_head(head, features, config.num_classes, device=device)
         metrics |= {"eval-loss": result.loss, "eval-accuracy": result.accuracy}
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

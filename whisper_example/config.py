@@ -1,140 +1,196 @@
-"""The run configuration: what each key means, its valid range, and the checks.
+"""What is a valid run? The run config's keys, their types and ranges, checked once.
 
-The defaults live in ``pyproject.toml`` (``[tool.flwr.app.config]``), as Flower expects;
-this module is the one place that says what a valid value is, so a bad key fails before
-any data is loaded or any model is built.
+The defaults live in ``pyproject.toml`` (``[tool.flwr.app.config]``), as Flower expects.
+``RunConfig.from_mapping`` turns Flower's ``context.run_config`` (or a script's options)
+into a frozen, typed ``RunConfig``, or raises ``ConfigError`` naming the bad key and
+what it accepts, before any data is loaded or any model is built.
 """
 
-from __future__ import annotations
-
+import argparse
+import dataclasses
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from whisper_example.labels import class_names, parse_keywords
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 MAX_ENCODER_FRAMES = 1500  # Whisper's 30-s context: 3000 mel frames, stride 2
 LR_SCHEDULES = ("constant", "cosine", "step")
 LOG_TARGETS = ("none", "wandb", "tensorboard")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+DEFAULT_KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
 
 class ConfigError(ValueError):
     """A run-config value is missing, unknown, of the wrong type or out of range."""
 
 
+def _key(expected: str, valid: Callable[[object], bool] = lambda _: True) -> object:
+    return field(metadata={"expected": expected, "valid": valid})
+
+
+def _positive(value) -> bool:
+    return value > 0
+
+
+def _fraction(low_open: bool, high_open: bool) -> Callable[[float], bool]:
+    return lambda v: (0 < v if low_open else 0 <= v) and (v < 1 if high_open else v <= 1)
+
+
 @dataclass(frozen=True)
-class Key:
-    kind: type
-    valid: Callable[[object], bool]
-    expected: str
+class RunConfig:
+    num_server_rounds: int = _key("an integer >= 1", _positive)
+    fraction_train: float = _key("a number in (0, 1]", _fraction(True, False))
+    fraction_evaluate: float = _key("a number in [0, 1]", _fraction(False, False))
+    min_nodes: int = _key("an integer >= 1", _positive)
+    round_timeout: float = _key("seconds > 0", _positive)
+    local_epochs: int = _key("an integer >= 1", _positive)
+    batch_size: int = _key("an integer >= 1", _positive)
+    learning_rate: float = _key("a number > 0", _positive)
+    lr_schedule: str = _key(f"one of {', '.join(LR_SCHEDULES)}", lambda v: v in LR_SCHEDULES)
+    seed: int = _key("an integer >= 0", lambda v: v >= 0)
+    dataset: str = _key("a Hub dataset id, a save_to_disk folder or a Speech Commands folder", bool)
+    dataset_subset: str = _key("a Hub dataset configuration name (or empty)")
+    model_name: str = _key("a Whisper model id on the Hub or a local folder", bool)
+    keywords: str = _key("comma-separated distinct words, e.g. 'yes,no,up'")
+    speakers_per_node: int = _key("an integer >= 1", _positive)
+    silence_fraction: float = _key("a number in [0, 1)", _fraction(False, True))
+    eval_fraction: float = _key("a number in [0, 1)", _fraction(False, True))
+    encoder_frames: int = _key(f"an integer in [1, {MAX_ENCODER_FRAMES}]", lambda v: 1 <= v <= MAX_ENCODER_FRAMES)
+    encoder_precision: str = _key(f"one of {', '.join(PRECISIONS)}", lambda v: v in PRECISIONS)
+    cache_dir: str = _key("a folder path", bool)
+    cache_size_gb: float = _key("gigabytes >= 0 (0 turns the feature cache off)", lambda v: v >= 0)
+    central_eval: bool = _key("true or false")
+    output_dir: str = _key("a folder path", bool)
+    checkpoints_keep: int = _key("an integer >= 1", _positive)
+    resume_from: str = _key("a run folder to resume, or empty")
+    log_to: str = _key(f"one of {', '.join(LOG_TARGETS)}", lambda v: v in LOG_TARGETS)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> "RunConfig":
+        """Check a run config with kebab-case keys (as in pyproject.toml) and type it.
+
+        ``num-classes`` is optional (the original example's key): the class count comes
+        from ``keywords``, and a ``num-classes`` that disagrees is refused.
+        """
+        values = dict(values)
+        num_classes = values.pop("num-classes", None)
+        keys = {_kebab(f.name): f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise ConfigError(f"unknown run config key(s) {unknown}; valid keys: {', '.join(keys)}")
+        missing = sorted(set(keys) - set(values))
+        if missing:
+            raise ConfigError(f"run config is missing key(s) {missing} (see pyproject.toml)")
+        typed = {f.name: _check(key, values[key], f) for key, f in keys.items()}
+        config = cls(**typed)
+        try:
+            words = parse_keywords(config.keywords)
+        except ValueError as error:
+            raise ConfigError(f"run config 'keywords': {error}") from None
+        if num_classes is not None and num_classes != config.num_classes:
+            raise ConfigError(
+                f"run config 'num-classes' = {num_classes!r} but 'keywords' has {len(words)} words, so there "
+                f"are {config.num_classes} classes ({len(words)} + silence + unknown); set "
+                f"num-classes={config.num_classes}"
+            )
+        return config
+
+    def to_dict(self) -> dict[str, object]:
+        """The run config with its pyproject.toml keys, as written to a run's config.json."""
+        return {_kebab(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: object) -> "RunConfig":
+        """A checked copy with some keys changed (kebab-case, as on the command line)."""
+        return RunConfig.from_mapping(self.to_dict() | changes)
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return parse_keywords(self.keywords)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Keywords first (ids 0..n-1), then silence, then every other word as unknown."""
+        return [*self.words, SILENCE, UNKNOWN]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.words) + 2
+
+    @property
+    def cache_path(self) -> Path:
+        return resolve_path(self.cache_dir)
+
+    @property
+    def cache_limit_bytes(self) -> int:
+        return int(self.cache_size_gb * 1e9)
 
 
-def _any(_: object) -> bool:
-    return True
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
 
 
-def _positive(value: object) -> bool:
-    return value > 0  # type: ignore[operator]
+def _check(key: str, value: object, spec: dataclasses.Field) -> object:
+    expected = spec.metadata["expected"]
+    # TOML writes 1 for 1.0 and users write 1 for a fraction: accept ints where floats go.
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type is int and isinstance(value, bool) or not isinstance(value, spec.type):
+        raise ConfigError(f"run config '{key}' = {value!r} has type {type(value).__name__}, expected {expected}")
+    if not spec.metadata["valid"](value):
+        raise ConfigError(f"run config '{key}' = {value!r}: expected {expected}")
+    return value
 
 
-def _non_negative(value: object) -> bool:
-    return value >= 0  # type: ignore[operator]
+def parse_keywords(text: str) -> tuple[str, ...]:
+    """Split the comma-separated ``keywords`` value into distinct words."""
+    words = tuple(word.strip() for word in text.split(",") if word.strip())
+    if not words:
+        raise ValueError("give at least one keyword, e.g. 'yes,no,up'")
+    if len(set(words)) != len(words):
+        raise ValueError(f"keywords must be distinct, got {list(words)}")
+    reserved = {SILENCE, UNKNOWN} & set(words)
+    if reserved:
+        raise ValueError(f"{sorted(reserved)} are added automatically; remove them")
+    return words
 
 
-def _unit_open_closed(value: object) -> bool:
-    return 0 < value <= 1  # type: ignore[operator]
-
-
-def _unit_closed(value: object) -> bool:
-    return 0 <= value <= 1  # type: ignore[operator]
-
-
-def _unit_closed_open(value: object) -> bool:
-    return 0 <= value < 1  # type: ignore[operator]
-
-
-KEYS: dict[str, Key] = {
-    "num-server-rounds": Key(int, _positive, "an integer >= 1"),
-    "fraction-train": Key(float, _unit_open_closed, "a number in (0, 1]"),
-    "fraction-evaluate": Key(float, _unit_closed, "a number in [0, 1]"),
-    "min-nodes": Key(int, _positive, "an integer >= 1"),
-    "round-timeout": Key(float, _positive, "seconds > 0"),
-    "local-epochs": Key(int, _positive, "an integer >= 1"),
-    "batch-size": Key(int, _positive, "an integer >= 1"),
-    "learning-rate": Key(float, _positive, "a number > 0"),
-    "lr-schedule": Key(str, lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
-    "seed": Key(int, _non_negative, "an integer >= 0"),
-    "dataset": Key(str, bool, "a Hub dataset id, a save_to_disk folder or a Speech Commands folder"),
-    "dataset-subset": Key(str, _any, "a Hub dataset configuration name (or empty)"),
-    "model-name": Key(str, bool, "a Whisper model id on the Hub or a local folder"),
-    "keywords": Key(str, _any, "comma-separated words, e.g. 'yes,no,up'"),
-    "num-classes": Key(int, _positive, "len(keywords) + 2 (silence and unknown)"),
-    "speakers-per-node": Key(int, _positive, "an integer >= 1"),
-    "silence-fraction": Key(float, _unit_closed_open, "a number in [0, 1)"),
-    "eval-fraction": Key(float, _unit_closed_open, "a number in [0, 1)"),
-    "encoder-frames": Key(int, lambda v: 1 <= v <= MAX_ENCODER_FRAMES, f"an integer in [1, {MAX_ENCODER_FRAMES}]"),
-    "feature-cache": Key(bool, _any, "true or false"),
-    "cache-dir": Key(str, bool, "a folder path"),
-    "central-eval": Key(bool, _any, "true or false"),
-    "output-dir": Key(str, bool, "a folder path"),
-    "checkpoints-keep": Key(int, _positive, "an integer >= 1"),
-    "resume-from": Key(str, _any, "a run folder to resume, or empty"),
-    "log-to": Key(str, lambda v: v in LOG_TARGETS, f"one of {', '.join(LOG_TARGETS)}"),
-}
-
-
-def default_config() -> dict[str, object]:
-    """The defaults declared in pyproject.toml, for the scripts that run outside Flower."""
+def default_values() -> dict[str, object]:
+    """The run config declared in pyproject.toml, for the scripts that run outside Flower."""
     with PYPROJECT.open("rb") as file:
         return dict(tomllib.load(file)["tool"]["flwr"]["app"]["config"])
 
 
-def _coerce(key: str, value: object, kind: type) -> object:
-    # TOML writes 1 for 1.0 and users write 1 for a fraction: accept ints where floats go.
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, bool):
-        raise ConfigError(f"run config '{key}' = {value!r}: expected {KEYS[key].expected}")
-    if not isinstance(value, kind):
-        raise ConfigError(
-            f"run config '{key}' = {value!r} has type {type(value).__name__}, "
-            f"expected {KEYS[key].expected}"
-        )
-    return value
-
-
-def validate(config: Mapping[str, object]) -> dict[str, object]:
-    """Return a checked copy of ``config`` or raise ConfigError naming the bad key."""
-    unknown = sorted(set(config) - set(KEYS))
-    if unknown:
-        raise ConfigError(
-            f"unknown run config key(s) {unknown}; valid keys: {', '.join(KEYS)}"
-        )
-    missing = sorted(set(KEYS) - set(config))
-    if missing:
-        raise ConfigError(f"run config is missing key(s) {missing} (see pyproject.toml)")
-    checked: dict[str, object] = {}
-    for key, spec in KEYS.items():
-        value = _coerce(key, config[key], spec.kind)
-        if not spec.valid(value):
-            raise ConfigError(f"run config '{key}' = {value!r}: expected {spec.expected}")
-        checked[key] = value
-    try:
-        keywords = parse_keywords(str(checked["keywords"]))
-    except ValueError as error:
-        raise ConfigError(f"run config 'keywords': {error}") from error
-    expected_classes = len(class_names(keywords))
-    if checked["num-classes"] != expected_classes:
-        raise ConfigError(
-            f"run config 'num-classes' = {checked['num-classes']} but 'keywords' has "
-            f"{len(keywords)} words, so there are {expected_classes} classes "
-            f"({len(keywords)} + silence + unknown); set num-classes={expected_classes}"
-        )
-    return checked
-
-
-def resolve_path(value: object) -> Path:
+def resolve_path(value: str) -> Path:
     """Expand ``~`` and make a config path absolute, so logs show where files really go."""
-    return Path(str(value)).expanduser().resolve()
+    return Path(value).expanduser().resolve()
+
+
+def add_config_options(parser: argparse.ArgumentParser, *keys: str) -> None:
+    """Add ``--<key>`` options for run-config keys, typed and defaulted as in pyproject.toml."""
+    defaults = default_values()
+    types = {_kebab(f.name): f.type for f in dataclasses.fields(RunConfig)}
+    for key in keys:
+        kind = types[key]
+        if kind is bool:
+            parser.add_argument(f"--{key}", type=_boolean, default=defaults[key], metavar="true|false")
+        else:
+            parser.add_argument(f"--{key}", type=kind, default=defaults[key], help=f"(default: {defaults[key]})")
+
+
+def config_from_options(args: argparse.Namespace, *keys: str) -> RunConfig:
+    """pyproject.toml's run config with the given options applied, checked; exits on a bad one."""
+    values = default_values() | {key: getattr(args, key.replace("-", "_")) for key in keys}
+    values.pop("num-classes", None)  # derived from --keywords
+    try:
+        return RunConfig.from_mapping(values)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError("expected true or false")
+    return text.lower() == "true"

@@ -1,32 +1,68 @@
-"""A run's folder: its config, one results entry per round, and the heads it produced.
+"""What does a run leave behind? Its folder: the config, a record per round, the heads.
 
-Layout: ``<output-dir>/<date>/<time>/`` with ``config.json``, ``results.json``,
-``checkpoints/round_<n>.pt`` (the last ``checkpoints-keep``), ``best.pt`` (by central
-validation accuracy) and ``final_head.pt``. Every file is written atomically, so a
-killed run can be resumed from its last completed round with ``resume-from``.
+Layout: ``<output-dir>/<date>/<time>/`` with ``config.json``, ``results.json``
+(``status`` running / completed / failed with its ``reason``, one entry per round or
+epoch, the final test), ``checkpoints/round_<n>.pt`` (the last ``checkpoints-keep``),
+``best.pt`` (by central validation accuracy), ``final_head.pt`` (only when the run
+completed) and the plots. Files are written atomically, readable as the user's umask
+allows, so a killed run can be resumed from its last completed round (``resume-from``).
 """
-
-from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
-from whisper_example.config import resolve_path
-from whisper_example.files import save_tensors, write_json
+from whisper_example.config import RunConfig, resolve_path
 
 # Keys that may differ between a killed run and its resumption.
 RESUME_MAY_CHANGE = ("resume-from", "num-server-rounds", "central-eval", "log-to")
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint or run folder that is missing, truncated or from another setup."""
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write via a temporary file and a rename: a crash leaves the old file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fchmod(file.fileno(), FILE_MODE)  # mkstemp makes 0600 files
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    text = json.dumps(json_safe(data), indent=2, default=str) + "\n"
+    return write_atomic(path, lambda file: file.write(text.encode()))
+
+
+def save_head(path: Path, **checkpoint: Any) -> Path:
+    return write_atomic(path, lambda file: torch.save(checkpoint, file))
 
 
 def json_safe(value: Any) -> Any:
@@ -50,10 +86,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}); "
             "delete it to fall back to the previous round's checkpoint"
-        ) from error
+        ) from None
     if not isinstance(checkpoint, dict) or "head" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} holds no 'head' state dict")
     return checkpoint
+
+
+def _round_of(path: Path) -> int:
+    return int(path.stem.split("_")[1])
 
 
 @dataclass
@@ -62,18 +102,17 @@ class RunFolder:
     keep: int
     rounds: list[dict[str, Any]] = field(default_factory=list)
     test: dict[str, Any] | None = None
-
-    @property
-    def results_path(self) -> Path:
-        return self.path / "results.json"
+    status: str = "running"
+    reason: str | None = None
 
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
     @classmethod
-    def create(cls, config: Mapping[str, object]) -> RunFolder:
-        base = resolve_path(config["output-dir"])
+    def create(cls, config: RunConfig, **details: object) -> "RunFolder":
+        """A new dated folder under ``output-dir`` holding the full config (and ``details``)."""
+        base = resolve_path(config.output_dir)
         stamp = datetime.now()
         path = base / stamp.strftime("%Y-%m-%d") / stamp.strftime("%H-%M-%S")
         suffix = 1
@@ -81,32 +120,46 @@ class RunFolder:
             suffix += 1
             path = base / stamp.strftime("%Y-%m-%d") / f"{stamp.strftime('%H-%M-%S')}-{suffix}"
         path.mkdir(parents=True)
-        write_json(path / "config.json", dict(config))
-        run = cls(path=path, keep=int(config["checkpoints-keep"]))
+        write_json(path / "config.json", config.to_dict() | details)
+        run = cls(path=path, keep=config.checkpoints_keep)
         run._write_results()
         return run
 
     @classmethod
-    def resume(cls, config: Mapping[str, object]) -> RunFolder:
-        path = resolve_path(config["resume-from"])
+    def resume(cls, config: RunConfig) -> "RunFolder":
+        path = resolve_path(config.resume_from)
         config_path = path / "config.json"
         if not config_path.exists():
             raise CheckpointError(f"resume-from '{path}' is not a run folder (no config.json)")
         saved = json.loads(config_path.read_text())
+        current = config.to_dict()
         changed = sorted(
-            key for key in set(saved) | set(config) if key not in RESUME_MAY_CHANGE and saved.get(key) != config.get(key)
+            key
+            for key in set(saved) | set(current)
+            if key not in RESUME_MAY_CHANGE and saved.get(key) != current.get(key)
         )
         if changed:
             raise CheckpointError(
-                f"resume-from '{path}': the run config differs in {changed}; resume with the "
-                "same settings (only num-server-rounds may grow)"
+                f"resume-from '{path}': the run config differs in {changed}; resume with the same settings "
+                f"(only {', '.join(RESUME_MAY_CHANGE)} may change)"
+            )
+        planned = int(saved["num-server-rounds"])
+        if config.num_server_rounds < planned:
+            raise CheckpointError(
+                f"resume-from '{path}': num-server-rounds={config.num_server_rounds} is fewer than "
+                f"the {planned} the run planned"
+            )
+        if config.num_server_rounds > planned and config.lr_schedule != "constant":
+            raise CheckpointError(
+                f"resume-from '{path}': num-server-rounds can grow only with lr-schedule='constant'; the "
+                f"'{config.lr_schedule}' schedule was set for {planned} rounds and would change for the rounds left"
             )
         results = json.loads((path / "results.json").read_text()) if (path / "results.json").exists() else {}
-        return cls(path=path, keep=int(config["checkpoints-keep"]), rounds=results.get("rounds", []))
+        return cls(path=path, keep=config.checkpoints_keep, rounds=results.get("rounds", []))
 
     @classmethod
-    def open(cls, config: Mapping[str, object]) -> RunFolder:
-        return cls.resume(config) if config["resume-from"] else cls.create(config)
+    def open(cls, config: RunConfig) -> "RunFolder":
+        return cls.resume(config) if config.resume_from else cls.create(config)
 
     def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor]] | None:
         """The newest round both checkpointed and recorded; later rounds are dropped.
@@ -115,10 +168,7 @@ class RunFolder:
         that results.json does not know: that round is run again, not lost.
         """
         recorded = max((int(entry["round"]) for entry in self.rounds), default=0)
-        rounds = sorted(
-            (int(path.stem.split("_")[1]) for path in self.checkpoints.glob("round_*.pt")), reverse=True
-        )
-        usable = [server_round for server_round in rounds if server_round <= recorded]
+        usable = sorted((r for r in map(_round_of, self.checkpoints.glob("round_*.pt")) if r <= recorded), reverse=True)
         if not usable:
             self.rounds = []
             self._write_results()
@@ -131,13 +181,12 @@ class RunFolder:
     def finish_round(self, entry: dict[str, Any], head: Mapping[str, torch.Tensor]) -> None:
         """Record one completed round: checkpoint first, so results never name a lost head."""
         server_round = int(entry["round"])
-        state = {name: tensor.detach().cpu() for name, tensor in head.items()}
-        save_tensors(self.checkpoints / f"round_{server_round}.pt", {"round": server_round, "head": state})
-        for old in sorted(self.checkpoints.glob("round_*.pt"), key=lambda p: int(p.stem.split("_")[1]))[: -self.keep]:
+        save_head(self.checkpoints / f"round_{server_round}.pt", round=server_round, head=dict(head))
+        for old in sorted(self.checkpoints.glob("round_*.pt"), key=_round_of)[: -self.keep]:
             old.unlink()
         accuracy = (entry.get("central-evaluation") or {}).get("accuracy")
         if accuracy is not None and accuracy >= self.best_accuracy():
-            save_tensors(self.path / "best.pt", {"round": server_round, "head": state, "accuracy": accuracy})
+            save_head(self.path / "best.pt", round=server_round, head=dict(head), accuracy=accuracy)
         self.rounds.append(json_safe(entry))
         self._write_results()
 
@@ -146,10 +195,16 @@ class RunFolder:
         return max((score for score in scores if score is not None), default=-math.inf)
 
     def finish(self, head: Mapping[str, torch.Tensor], test: dict[str, Any] | None) -> Path:
-        self.test = json_safe(test) if test is not None else None
+        self.status, self.test = "completed", test
         self._write_results()
-        state = {name: tensor.detach().cpu() for name, tensor in head.items()}
-        return save_tensors(self.path / "final_head.pt", {"round": self.rounds[-1]["round"] if self.rounds else 0, "head": state})
+        last = self.rounds[-1]["round"] if self.rounds else 0
+        return save_head(self.path / "final_head.pt", round=last, head=dict(head))
+
+    def fail(self, reason: str) -> None:
+        """Say in results.json that the run failed and why; no final head is written."""
+        self.status, self.reason = "failed", reason
+        self._write_results()
 
     def _write_results(self) -> None:
-        write_json(self.results_path, {"rounds": self.rounds, "test": self.test})
+        results = {"status": self.status, "reason": self.reason, "rounds": self.rounds, "test": self.test}
+        write_json(self.path / "results.json", results)

@@ -1,31 +1,39 @@
-"""ServerApp: FedAvg of the keyword head over SuperNodes, one recorded round at a time."""
+"""ServerApp: FedAvg of the keyword head over SuperNodes, one recorded round at a time.
 
-from __future__ import annotations
+A run that cannot succeed (a bad run config, a model or dataset that cannot be loaded,
+every node failing alike in the first round) stops early: its results.json says why,
+no untrained head is presented as a result, and Flower marks the run failed.
+"""
 
 import logging
 from logging import ERROR, INFO, WARNING
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from whisper_example.config import validate
-from whisper_example.model import build_head, count_parameters, evaluate_head, head_state, hidden_size
-from whisper_example.pipeline import LabelledFeatures, keywords_of, split_features
-from whisper_example.labels import class_names
+from whisper_example.config import ConfigError, RunConfig
+from whisper_example.data import DataSourceError, prepare_split
+from whisper_example.encoder import ModelError, clip_features, default_device
+from whisper_example.head import build_head, count_parameters, evaluate_head, head_state, load_head_state
+from whisper_example.memory import MemoryLimitError
 from whisper_example.plots import draw_run_plots
-from whisper_example.runs import RunFolder
-from whisper_example.strategy import KeywordFedAvg
-from whisper_example.tracking import open_tracker
+from whisper_example.runs import CheckpointError, RunFolder
+from whisper_example.strategy import KeywordFedAvg, RunFailed
+from whisper_example.tracking import TrackerUnavailable, open_tracker
 
 app = ServerApp()
+
+FATAL = (ConfigError, ModelError, DataSourceError, MemoryLimitError, CheckpointError, TrackerUnavailable, RunFailed)
 
 
 class NoGpuHint(logging.Handler):
     """Explain Flower's 'ActorPool is empty' when a GPU federation runs on a GPU-less machine.
 
-    The simulation fails before any ClientApp starts and `flwr run` still exits 0, so
-    this is the one place the app can say what went wrong and what to run instead.
+    The simulation fails before any ClientApp starts, so this is the one place the app can
+    say what went wrong. It reads Flower's log text: tests/test_simulation.py fails if
+    Flower changes it.
     """
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -33,101 +41,71 @@ class NoGpuHint(logging.Handler):
         if "ActorPool is empty" in message and "GPUs=0" in message:
             log(
                 ERROR,
-                "This federation asks for GPUs (e.g. `local-sim-gpu`, num-gpus > 0 per ClientApp), "
-                "but no GPU is visible on this machine. Run on CPU with `flwr run .` (local-sim), "
-                "or on a machine with a CUDA GPU and a CUDA build of torch.",
+                "This federation asks for GPUs (client-resources-num-gpus > 0), but no GPU is visible on this "
+                "machine. Run on CPU with `flwr run .`, or on a machine with a CUDA GPU and a CUDA build of torch.",
             )
 
 
 logging.getLogger("flwr").addHandler(NoGpuHint())
 
 
-class CentralEvaluator:
-    """Evaluates the global head on a split of the run's dataset (features cached)."""
+def _report(text: str) -> None:
+    log(INFO, "%s", text)
 
-    def __init__(self, config: dict[str, object]) -> None:
-        self.config = config
-        self.num_classes = int(config["num-classes"])
-        self._splits: dict[str, LabelledFeatures] = {}
+
+class CentralEvaluator:
+    """Evaluates the global head on a split of the run's dataset (features from the store)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config, self.device, self.splits = config, default_device(), {}
+
+    def prepare(self, split: str):
+        if split not in self.splits:
+            clips = prepare_split(self.config, split, progress=False)
+            self.splits[split] = clip_features(
+                clips, np.arange(len(clips)), self.config, device=self.device, report=_report
+            )
+        return self.splits[split]
 
     def __call__(self, split: str, arrays: ArrayRecord) -> dict[str, object]:
-        if split not in self._splits:
-            self._splits[split], skipped = split_features(self.config, split)
-            log(INFO, "central %s split: %d clips (%d skipped)", split, len(self._splits[split]), skipped)
-        data = self._splits[split]
-        head = build_head(data.features.shape[1], data.features.shape[2], self.num_classes)
-        head.load_state_dict(arrays.to_torch_state_dict())
-        result = evaluate_head(head, data.features, data.labels, self.num_classes)
-        names = class_names(keywords_of(self.config))
-        return {
-            "loss": result.loss,
-            "accuracy": result.accuracy,
-            "macro-f1": result.macro_f1,
-            "per-class-accuracy": dict(zip(names, result.per_class_accuracy)),
-            "confusion": result.confusion,
-            "num-examples": result.num_examples,
-        }
+        features = self.prepare(split)
+        head = load_head_state(build_head(self.config), arrays.to_torch_state_dict())
+        result = evaluate_head(head, features, self.config.num_classes, device=self.device)
+        return result.metrics(self.config.class_names)
+
+
+def _stop(reason: str, run: RunFolder | None = None) -> RunFailed:
+    """Log the one line that says why the run stops, record it, and make Flower fail the run."""
+    log(ERROR, "Run failed: %s", reason)
+    if run is not None:
+        run.fail(reason)
+        log(ERROR, "Run folder: %s", run.path)
+    return RunFailed(reason)
 
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    config = validate(context.run_config)
-    # Built first: a model-name that is not a Whisper model fails before a run folder exists.
-    head = build_head(int(config["encoder-frames"]), hidden_size(str(config["model-name"])), int(config["num-classes"]))
-    run = RunFolder.open(config)
+    try:
+        config = RunConfig.from_mapping(context.run_config)
+        head = build_head(config)  # a model that cannot be loaded fails before a run folder exists
+        run = RunFolder.open(config)
+    except FATAL as error:
+        raise _stop(str(error)) from None
     log(INFO, "Run folder: %s", run.path)
-    tracker = open_tracker(str(config["log-to"]), run.path, config)  # a missing package fails here, before any work
     log(INFO, "Classification head: %s parameters", f"{count_parameters(head):,}")
-
-    resumed = run.last_checkpoint() if config["resume-from"] else None
-    done_rounds, initial = resumed if resumed else (0, head_state(head))
-    total_rounds = int(config["num-server-rounds"])
-    if done_rounds:
-        log(INFO, "Resuming after round %d of %d", done_rounds, total_rounds)
-
-    strategy = KeywordFedAvg(
-        learning_rate=float(config["learning-rate"]),
-        lr_schedule=str(config["lr-schedule"]),
-        total_rounds=total_rounds,
-        round_offset=done_rounds,
-        fraction_train=float(config["fraction-train"]),
-        fraction_evaluate=float(config["fraction-evaluate"]),
-        # FedAvg's default of 2 makes a round wait forever ("Waiting for nodes to
-        # connect") once fewer than 2 SuperNodes are online, e.g. after one vanished.
-        min_available_nodes=int(config["min-nodes"]),
-        min_train_nodes=int(config["min-nodes"]),
-        min_evaluate_nodes=int(config["min-nodes"]),
-    )
-    evaluate = CentralEvaluator(config) if config["central-eval"] else None
-
-    def end_of_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        if server_round == 0:
-            return None
-        central = evaluate("validation", arrays) if evaluate else None
-        record = strategy.finish_record(server_round + done_rounds)
-        if central is not None:
-            record["central-evaluation"] = {key: central[key] for key in ("loss", "accuracy", "macro-f1", "per-class-accuracy")}
-        run.finish_round(record, arrays.to_torch_state_dict())
-        tracker.log_round(record)
-        if central is None:
-            return None
-        return MetricRecord({"central-loss": central["loss"], "central-accuracy": central["accuracy"], "central-macro-f1": central["macro-f1"]})
-
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(initial),
-        num_rounds=total_rounds - done_rounds,
-        train_config=ConfigRecord({"learning-rate": float(config["learning-rate"])}),
-        evaluate_fn=end_of_round,
-        timeout=float(config["round-timeout"]),
-    )
-    final = result.arrays if len(result.arrays) else ArrayRecord(initial)
-    test = evaluate("test", final) if evaluate else None
-    if test is not None:
-        log(INFO, "Test: accuracy %.4f, loss %.4f, macro-F1 %.4f", test["accuracy"], test["loss"], test["macro-f1"])
-    final_path = run.finish(final.to_torch_state_dict(), test)
-    tracker.log_test(test)
-    tracker.close()
+    tracker = None
+    try:
+        tracker = open_tracker(config.log_to, run.path, config.to_dict())
+        final, test = _rounds(grid, config, run, head, tracker)
+        final_path = run.finish(final.to_torch_state_dict(), test)
+        if test is not None:
+            log(INFO, "Test: accuracy %.4f, loss %.4f, macro-F1 %.4f", test["accuracy"], test["loss"], test["macro-f1"])
+            tracker.log_test(test, run.rounds[-1]["round"])
+    except FATAL as error:
+        raise _stop(str(error), run) from None
+    finally:
+        if tracker is not None:
+            tracker.close()
     log(INFO, "Final head: %s", final_path)
     try:
         for path in draw_run_plots(run.path):
@@ -135,3 +113,56 @@ def main(grid: Grid, context: Context) -> None:
     except Exception as error:  # a picture must never fail a finished run
         log(WARNING, "Could not draw the run's plots: %s: %s", type(error).__name__, error)
     log(INFO, "Run folder: %s", run.path)
+
+
+def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tuple[ArrayRecord, dict | None]:
+    resumed = run.last_checkpoint() if config.resume_from else None
+    done_rounds, initial = resumed if resumed else (0, head_state(head))
+    if done_rounds:
+        log(INFO, "Resuming after round %d of %d", done_rounds, config.num_server_rounds)
+    strategy = KeywordFedAvg(
+        learning_rate=config.learning_rate,
+        lr_schedule=config.lr_schedule,
+        total_rounds=config.num_server_rounds,
+        round_offset=done_rounds,
+        fraction_train=config.fraction_train,
+        fraction_evaluate=config.fraction_evaluate,
+        # FedAvg's default of 2 makes a round wait forever ("Waiting for nodes to
+        # connect") once fewer than 2 SuperNodes are online, e.g. after one vanished.
+        min_available_nodes=config.min_nodes,
+        min_train_nodes=config.min_nodes,
+        min_evaluate_nodes=config.min_nodes,
+    )
+    evaluate = CentralEvaluator(config) if config.central_eval else None
+    if evaluate:
+        evaluate.prepare("validation")  # an unreadable dataset fails now, not after round 1
+
+    def end_of_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0:
+            return None
+        record = strategy.finish_record(server_round + done_rounds)
+        if not record.get("train"):
+            log(WARNING, "round %d: no node trained; the head is unchanged", server_round + done_rounds)
+        central = evaluate("validation", arrays) if evaluate else None
+        if central is not None:
+            record["central-evaluation"] = {
+                key: central[key] for key in ("loss", "accuracy", "macro-f1", "per-class-accuracy")
+            }
+        run.finish_round(record, arrays.to_torch_state_dict())
+        tracker.log_round(record)
+        if central is None:
+            return None
+        return MetricRecord({"central-loss": central["loss"], "central-accuracy": central["accuracy"]})
+
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord(initial),
+        num_rounds=config.num_server_rounds - done_rounds,
+        train_config=ConfigRecord(),
+        evaluate_fn=end_of_round,
+        timeout=config.round_timeout,
+    )
+    if not any(entry.get("train") for entry in run.rounds):
+        raise RunFailed("no node trained in any round: the head was never updated (see 'failures' in results.json)")
+    final = result.arrays if len(result.arrays) else ArrayRecord(initial)
+    return final, evaluate("test", final) if evaluate else None

@@ -1,0 +1,203 @@
+"""The real ClientApp functions, called with real Messages and Contexts: bad clips cost only
+themselves, a node with too little data says so, a failure it can name comes back on one
+line, and a message pays only for the clips it uses."""
+
+import io
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
+from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, small_config
+from whisper_example import client_app, data, encoder, memory
+from whisper_example.audio import SAMPLE_RATE, resample
+from whisper_example.data import count_partitions, partition_rows
+from whisper_example.head import build_head, head_state
+from whisper_example.strategy import failure_of
+
+pytestmark = pytest.mark.usefixtures("serverapp_identity")
+SPEAKERS = 3  # speakers per node: the 12-speaker folder makes 3 SuperNodes
+
+
+def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def claiming_rate(wav: bytes, rate: int) -> bytes:
+    """The same WAV with another sample rate written into its header."""
+    return wav[:24] + rate.to_bytes(4, "little") + wav[28:]
+
+
+# Each fault replaces one clip of partition 0, made from that clip's own speech.
+SKIPPED_CLIPS = {
+    "truncated WAV header": lambda speech: wav_bytes(speech)[:30],
+    "random bytes": lambda speech: np.random.default_rng(0).bytes(4000),
+    "zero-length file": lambda speech: b"",
+    "WAV with no samples": lambda speech: wav_bytes(np.zeros(0, np.float32)),
+    "NaN-laden float WAV": lambda speech: wav_bytes(np.where(np.arange(speech.size) % 7 == 0, np.nan, speech), subtype="FLOAT"),
+    "1-Hz sample rate in the header": lambda speech: claiming_rate(wav_bytes(speech), 1),
+}
+HANDLED_CLIPS = {
+    "silent": lambda speech: wav_bytes(np.zeros(SAMPLE_RATE, np.float32)),
+    "stereo": lambda speech: wav_bytes(np.stack([speech, 0.5 * speech], axis=1)),
+    **{f"{rate} Hz": (lambda r: lambda speech: wav_bytes(resample(speech, SAMPLE_RATE, r), r))(rate) for rate in (8000, 22050, 44100, 48000)},
+    "0.3 s": lambda speech: wav_bytes(speech[6000:10800]),
+    "2.5 s": lambda speech: wav_bytes(np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(12000, np.float32)])),
+    "truncated mid-data": lambda speech: wav_bytes(speech)[: 44 + SAMPLE_RATE],
+    "float WAV beyond full scale": lambda speech: wav_bytes(4 * speech, subtype="FLOAT"),
+}
+
+
+def forget_process_state() -> None:
+    """Drop every per-process cache (sources, partitions, node clips, encoder), as a new process would."""
+    for module in (data, encoder):
+        for value in vars(module).values():
+            if hasattr(value, "cache_clear"):
+                value.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state():
+    forget_process_state()
+    yield
+    forget_process_state()
+
+
+def partition_files(folder: Path, copy: Path, partition_id: int) -> list[Path]:
+    """The clips of one simulated SuperNode, as paths inside ``copy`` (read from the original)."""
+    rows = partition_rows(str(folder), "", SPEAKERS, partition_id, count_partitions(str(folder), "", SPEAKERS))
+    return [copy / Path(cell["path"]).relative_to(folder) for cell in rows["audio"]]
+
+
+def context(config, node_id: int, partition_id: int, num_partitions: int = 3) -> Context:
+    """The Context a simulated SuperNode gives its ClientApp."""
+    node_config = {"partition-id": partition_id, "num-partitions": num_partitions}
+    run_config = config.to_dict() | {"num-classes": config.num_classes}
+    return Context(run_id=1, node_id=node_id, node_config=node_config, state=RecordDict(), run_config=run_config)
+
+
+def instruction(config, kind: str = "train", server_round: int = 1, frames: int | None = None) -> Message:
+    torch.manual_seed(0)
+    head = build_head(config.replace(**{"encoder-frames": frames or config.encoder_frames}), TINY_HIDDEN)
+    content = ConfigRecord({"server-round": server_round, "learning-rate": config.learning_rate})
+    return Message(RecordDict({"arrays": ArrayRecord(head_state(head)), "config": content}), dst_node_id=5, message_type=kind)
+
+
+def metrics(reply: Message) -> dict:
+    assert failure_of(reply) is None, failure_of(reply)
+    return dict(reply.content["metrics"])
+
+
+def test_bad_clips_are_handled_or_skipped_and_counted_and_the_node_still_trains(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(speech_folder, tmp_path / "speech"))
+    files = partition_files(speech_folder, copy, 0)
+    faults = [*SKIPPED_CLIPS.values(), *HANDLED_CLIPS.values()]
+    assert len(files) > len(faults)
+    for path, fault in zip(files, faults):
+        path.write_bytes(fault(soundfile.read(path, dtype="float32")[0]))
+    noise = sorted((copy / "_background_noise_").glob("*.wav"))
+    noise[0].write_bytes(np.random.default_rng(1).bytes(10_000))  # silence is cropped from the other one
+    config = small_config(copy, tiny_whisper, tmp_path)
+
+    faulty = metrics(client_app.train(instruction(config), context(config, 5, 0)))
+    healthy = metrics(client_app.train(instruction(config), context(config, 6, 1)))
+    assert faulty["skipped-clips"] == len(SKIPPED_CLIPS) and healthy["skipped-clips"] == 0
+    assert faulty["trained"] == 1 and math.isfinite(faulty["train-loss"])
+    clips = data.node_clips(data.node_items(context(config, 5, 0).node_config), config)
+    speech = clips.labels != config.class_names.index("_silence_")
+    assert speech.sum() == len(files) - len(SKIPPED_CLIPS) and (~speech).sum() > 0
+    evaluated = metrics(client_app.evaluate(instruction(config, "evaluate"), context(config, 5, 0)))
+    assert evaluated["num-examples"] > 0 and math.isfinite(evaluated["eval-loss"])
+
+
+def test_an_incoming_head_of_another_shape_comes_back_as_an_error_naming_both(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+    config = small_config(speech_folder, tiny_whisper, tmp_path)
+    reply = client_app.train(instruction(config, frames=40), context(config, 5, 1))
+    assert failure_of(reply).startswith("ModelError: incoming head tensor '0.weight' has shape (128, 40, 1), expected (128, 50, 1)")
+
+
+def test_a_partition_count_mismatch_comes_back_as_a_one_line_error(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+    config = small_config(speech_folder, tiny_whisper, tmp_path)
+    reason = failure_of(client_app.train(instruction(config), context(config, 5, 0, num_partitions=2)))
+    assert reason == (
+        f"DataSourceError: the federation simulates 2 SuperNodes, but dataset {speech_folder} makes 3 (speakers-per-node=3): "
+        'run with --federation-config "num-supernodes=3" or change speakers-per-node'
+    )
+
+
+def test_too_little_memory_is_refused_before_the_work_naming_what_to_change(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = small_config(speech_folder, tiny_whisper, tmp_path, **{"encoder-frames": 1500})
+    monkeypatch.setattr(memory, "available", lambda: (50 * 2**20, "cgroup limit 1500 MB, 1450 MB in use by its processes"))
+    reason = failure_of(client_app.train(instruction(config), context(config, 5, 1)))
+    assert reason.startswith("MemoryLimitError: this needs about ")
+    assert "only 50 MB is available (cgroup limit 1500 MB" in reason and "encoder-frames" in reason
+    assert not list(tmp_path.glob("cache/features/*/*.npy"))
+
+
+def test_empty_tiny_and_single_class_nodes_do_not_train(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(speech_folder, tmp_path / "speech"))
+    for path in partition_files(speech_folder, copy, 0):  # node 0: every clip corrupt
+        path.write_bytes(b"")
+    for path in partition_files(speech_folder, copy, 1)[1:]:  # node 1: one clip left
+        path.write_bytes(b"RIFF")
+    for path in partition_files(speech_folder, copy, 2):  # node 2: only unknown words, one class
+        if path.parent.name in TEST_KEYWORDS:
+            path.unlink()
+    config = small_config(copy, tiny_whisper, tmp_path, **{"batch-size": 2, "silence-fraction": 0.0})
+    replies = [metrics(client_app.train(instruction(config), context(config, 5 + node, node))) for node in range(3)]
+    assert [(m["trained"], m["num-examples"]) for m in replies] == [(0, 0), (0, 1), (0, 5)]
+    assert not list(tmp_path.glob("cache/features/*/*.npy"))  # nothing encoded for nothing
+    evaluated = [metrics(client_app.evaluate(instruction(config, "evaluate"), context(config, 5 + node, node))) for node in range(3)]
+    assert [m["num-examples"] for m in evaluated] == [0, 0, 1]
+    assert evaluated[2]["eval-accuracy"] in (0.0, 1.0)
+
+
+def test_the_same_node_and_round_give_the_same_head_and_other_nodes_shuffle_differently(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
+    config = small_config(speech_folder, tiny_whisper, tmp_path)
+
+    def head_after(node_id: int, server_round: int = 1) -> dict:
+        forget_process_state()
+        reply = client_app.train(instruction(config, server_round=server_round), context(config, node_id, 1))
+        return {name: array.numpy() for name, array in reply.content["arrays"].items()}
+
+    first, again = head_after(5), head_after(5)
+    assert all(np.array_equal(first[name], again[name]) for name in first)
+    # Deployed nodes have no partition-id: the node id (and the round) seed their shuffling.
+    for other in (head_after(6), head_after(5, server_round=2)):
+        assert not all(np.array_equal(first[name], other[name]) for name in first)
+
+
+def test_a_message_encodes_only_the_clips_it_uses(speech_folder: Path, tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = small_config(speech_folder, tiny_whisper, tmp_path)
+    encoded: list[int] = []
+    original = encoder.Encoder.encode
+    monkeypatch.setattr(encoder.Encoder, "encode", lambda self, waves, batches: (encoded.append(sum(map(len, batches))), original(self, waves, batches))[1])
+    clips = data.node_clips(data.node_items(context(config, 5, 1).node_config), config)
+    train, held_out = data.split_for_evaluation(len(clips), config.eval_fraction, config.seed)
+    client_app.evaluate(instruction(config, "evaluate"), context(config, 5, 1))
+    client_app.train(instruction(config), context(config, 5, 1))
+    client_app.train(instruction(config, server_round=2), context(config, 5, 1))
+    client_app.evaluate(instruction(config, "evaluate"), context(config, 5, 1))
+    assert encoded == [len(held_out), len(train)]  # then everything is read from the store
+
+    monkeypatch.setattr(encoder, "load_encoder", lambda *args: pytest.fail("a cached node must not load the encoder"))
+    assert metrics(client_app.train(instruction(config, server_round=3), context(config, 5, 1)))["trained"] == 1
+
+
+def test_importing_the_clientapp_loads_neither_transformers_nor_datasets_nor_audio_decoders() -> None:
+    probe = "import sys, whisper_example.client_app; print(sorted(m for m in ('transformers', 'datasets', 'soundfile', 'scipy', 'flwr_datasets') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

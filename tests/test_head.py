@@ -1,0 +1,64 @@
+"""The head: the reference's size, refuses a head of another shape, learns, scores correctly."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_HIDDEN, run_config
+from test_encoder import tones
+from whisper_example.encoder import ModelError, clip_features
+from whisper_example.head import (
+    balanced_order,
+    build_head,
+    count_parameters,
+    evaluate_head,
+    load_head_state,
+    summarise,
+    train_head,
+)
+
+
+def test_the_reference_head_has_781964_parameters() -> None:
+    assert count_parameters(build_head(run_config(**{"encoder-frames": 1500, "keywords": "yes,no,up,down,left,right,on,off,stop,go"}), 384)) == 781_964
+
+
+def test_a_short_context_head_is_smaller_by_its_first_layer_only() -> None:
+    full, short = build_head(run_config(**{"encoder-frames": 1500}), 384), build_head(run_config(**{"encoder-frames": 50}), 384)
+    assert count_parameters(full) - count_parameters(short) == (1500 - 50) * 128
+
+
+def test_an_incoming_head_of_the_wrong_shape_is_refused_with_both_shapes() -> None:
+    head = build_head(run_config(**{"encoder-frames": 50}), TINY_HIDDEN)
+    wrong = build_head(run_config(**{"encoder-frames": 100}), TINY_HIDDEN).state_dict()
+    with pytest.raises(ModelError, match=r"'0.weight' has shape \(128, 100, 1\), expected \(128, 50, 1\)"):
+        load_head_state(head, wrong)
+
+
+def test_balanced_order_draws_present_classes_equally_and_absent_ones_never() -> None:
+    labels = torch.tensor([0] * 90 + [2] * 10)  # class 1 absent
+    drawn = labels[balanced_order(labels, torch.Generator().manual_seed(0))]
+    counts = torch.bincount(drawn, minlength=3)
+    assert counts[1] == 0 and abs(counts[0].item() - counts[2].item()) < 25
+
+
+def test_the_head_learns_separable_classes_far_above_chance(tiny_whisper: Path, tmp_path: Path) -> None:
+    config = run_config(**{"model-name": str(tiny_whisper), "cache-dir": str(tmp_path), "keywords": "a,b"})
+    train = clip_features(tones(4, 24, seed=0), np.arange(96), config, device="cpu")
+    test = clip_features(tones(4, 10, seed=1), np.arange(40), config, device="cpu")
+    head = build_head(config, TINY_HIDDEN)
+    torch.manual_seed(0)
+    untrained = evaluate_head(head, test, 4)
+    train_head(head, train, epochs=8, learning_rate=1e-3, batch_size=8, seed=0)
+    trained = evaluate_head(head, test, 4)
+    assert trained.accuracy >= 0.8, f"accuracy {trained.accuracy:.2f} (chance 0.25, untrained {untrained.accuracy:.2f})"
+    assert trained.loss < untrained.loss
+
+
+def test_metrics_come_from_the_confusion_matrix() -> None:
+    confusion = torch.tensor([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # class 2 has no clip
+    result = summarise(confusion, total_loss=6.0)
+    assert result.accuracy == pytest.approx(5 / 6) and result.loss == pytest.approx(1.0)
+    assert result.per_class_accuracy[:2] == pytest.approx([0.75, 1.0]) and np.isnan(result.per_class_accuracy[2])
+    assert result.macro_f1 == pytest.approx((2 * 3 / 7 + 2 * 2 / 5) / 2)

@@ -1,0 +1,1 @@
+"""Developer tools that are not part of the Flower app (data generators for tests, benchmarks, the README)."""

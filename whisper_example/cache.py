@@ -1,0 +1,137 @@
+"""What may the cache folder hold? Its size limit, least-recently-used eviction and a lock.
+
+Everything under ``cache-dir`` counts against ``cache-size-gb``: prepared clips
+(``clips/``, 32 KB per clip) and encoder features (``features/``, up to 1.15 MB per clip).
+An *entry* is the group of files that share a name up to the first dot (a feature shard
+is ``<id>.npy`` plus ``<id>.keys``); its modification time is its last use. Files being
+written end in ``.tmp`` and are counted at their full size, so two processes that
+reserve space at once never overshoot the limit together.
+"""
+
+import fcntl
+import os
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+GB = 1e9
+TMP_SUFFIX = ".tmp"
+
+
+def gigabytes(nbytes: float) -> str:
+    return f"{nbytes / GB:.2f} GB"
+
+
+def tmp_name(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place (the writer's pid inside)."""
+    return path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def _writer_alive(tmp: Path) -> bool:
+    pid = tmp.name.removesuffix(TMP_SUFFIX).rsplit(".", 1)[-1]
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+class DiskCache:
+    def __init__(self, root: Path, limit_bytes: int) -> None:
+        self.root = Path(root)
+        self.limit = limit_bytes
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit > 0
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock for accounting, eviction and publishing (held briefly)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _files(self) -> list[os.DirEntry]:
+        found, folders = [], [self.root]
+        while folders:
+            try:
+                entries = list(os.scandir(folders.pop()))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif entry.name != ".lock":
+                    found.append(entry)
+        return found
+
+    def usage(self) -> int:
+        """Bytes the cache holds now, files being written included."""
+        return sum(_size(entry) for entry in self._files())
+
+    def reserve(self, nbytes: int, keep: Collection[Path] = ()) -> bool:
+        """Evict least-recently-used entries until ``nbytes`` more fit; False if they cannot.
+
+        Call with the lock held, and create the file (at its full size) before releasing
+        it. Entries named in ``keep`` (what the caller is about to read) stay.
+        """
+        if not self.enabled or nbytes > self.limit:
+            return False
+        keep_stems = {_stem(Path(path)) for path in keep}
+        entries: dict[Path, list[os.DirEntry]] = {}
+        total = 0
+        for entry in self._files():
+            if entry.name.endswith(TMP_SUFFIX) and not _writer_alive(Path(entry.path)):
+                Path(entry.path).unlink(missing_ok=True)  # left by a writer that crashed
+                continue
+            total += _size(entry)
+            if not entry.name.endswith(TMP_SUFFIX):
+                entries.setdefault(_stem(Path(entry.path)), []).append(entry)
+        by_age = sorted(
+            (stem for stem in entries if stem not in keep_stems),
+            key=lambda stem: max(_mtime(entry) for entry in entries[stem]),
+        )
+        for stem in by_age:
+            if total + nbytes <= self.limit:
+                break
+            for entry in entries[stem]:
+                Path(entry.path).unlink(missing_ok=True)
+                total -= _size(entry)
+        return total + nbytes <= self.limit
+
+    def summary(self, nbytes: int) -> str:
+        """One line for the log: what is about to be written and what the limit allows."""
+        if not self.enabled:
+            return f"{gigabytes(nbytes)}, not cached (cache-size-gb = 0)"
+        held = f"holds {gigabytes(self.usage())} of its {gigabytes(self.limit)} limit"
+        return f"{gigabytes(nbytes)} into {self.root} ({held})"
+
+
+def touch(*paths: Path) -> None:
+    """Mark entries as just used, so eviction takes them last."""
+    now = time.time()
+    for path in paths:
+        try:
+            os.utime(path, (now, now))
+        except FileNotFoundError:
+            pass
+
+
+def _stem(path: Path) -> Path:
+    return path.with_name(path.name.split(".", 1)[0])
+
+
+def _size(entry: os.DirEntry) -> int:
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _mtime(entry: os.DirEntry) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        return 0.0

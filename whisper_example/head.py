@@ -1,0 +1,178 @@
+"""The trainable head: built from the run config, trained and tested on batches of features.
+
+Features come from ``encoder.ClipFeatures`` (or anything with ``labels`` and
+``batches(order, batch_size, drop_last)``): the loops never hold a split in memory.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from whisper_example.config import RunConfig
+from whisper_example.encoder import ModelError, hidden_size
+
+HEAD_CHANNELS = 128
+
+
+def build_head(config: RunConfig, hidden: int | None = None) -> nn.Sequential:
+    """Conv1d over encoder positions (as channels), then a linear classifier.
+
+    With 1500 frames, Whisper-tiny's 384-wide states and 12 classes: 781,964 parameters.
+    ``hidden`` defaults to the model's width, read from its config.json.
+    """
+    hidden = hidden or hidden_size(config.model_name)
+    return nn.Sequential(
+        nn.Conv1d(config.encoder_frames, HEAD_CHANNELS, kernel_size=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(HEAD_CHANNELS * hidden, config.num_classes),
+    )
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def training_memory(config: RunConfig, head: nn.Module) -> dict[str, int]:
+    """Bytes that training ``head`` adds: weights, gradients and Adam's two moments in
+    float32, and a batch of float32 features with the activations it makes."""
+    frames, hidden = head[0].in_channels, head[3].in_features // HEAD_CHANNELS
+    return {
+        "head and optimizer": 4 * 4 * count_parameters(head),
+        "feature batches": 3 * 4 * config.batch_size * (frames + 2 * HEAD_CHANNELS) * hidden,
+    }
+
+
+def head_state(head: Mapping[str, torch.Tensor] | nn.Module) -> dict[str, torch.Tensor]:
+    """The head's tensors, detached, on the CPU (to send, average or save)."""
+    state = head.state_dict() if isinstance(head, nn.Module) else head
+    return {name: tensor.detach().cpu() for name, tensor in state.items()}
+
+
+def load_head_state(head: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Load ``state`` into ``head``, or say what differs: a server and node that disagree."""
+    expected = head.state_dict()
+    if set(state) != set(expected):
+        raise ModelError(f"incoming head has tensors {sorted(state)}, expected {sorted(expected)}")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise ModelError(
+                f"incoming head tensor '{name}' has shape {tuple(tensor.shape)}, expected "
+                f"{tuple(expected[name].shape)}: the server and this node disagree on "
+                "encoder-frames, model-name or keywords"
+            )
+    head.load_state_dict(state)
+    return head
+
+
+def balanced_order(labels: torch.Tensor, generator: torch.Generator) -> np.ndarray:
+    """One epoch of positions in which each present class is drawn equally often."""
+    counts = torch.bincount(labels)
+    weights = 1.0 / counts[labels].double()
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator).numpy()
+
+
+@dataclass
+class TrainResult:
+    loss: float  # mean cross-entropy over the last epoch
+    accuracy: float
+
+
+def train_head(
+    head: nn.Module,
+    features,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    device: str = "cpu",
+    progress: str | None = None,
+) -> TrainResult:
+    """Adam on cross-entropy over class-balanced batches; returns the last epoch's figures.
+
+    ``progress`` labels a progress bar (none without it).
+    """
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate)
+    criterion = nn.CrossEntropyLoss()
+    head.to(device).train()
+    for epoch in range(epochs):
+        total_loss, correct, seen = 0.0, 0, 0
+        order = balanced_order(features.labels, generator)
+        batches = features.batches(order, batch_size, drop_last=True)
+        label = progress if epochs == 1 else f"{progress} (epoch {epoch + 1}/{epochs})"
+        bar = tqdm(batches, total=len(order) // batch_size, desc=label, disable=progress is None, leave=False)
+        for batch_features, batch_labels in bar:
+            logits = head(batch_features)
+            loss = criterion(logits, batch_labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(batch_labels)
+            correct += (logits.argmax(dim=1) == batch_labels).sum().item()
+            seen += len(batch_labels)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1))
+
+
+@dataclass
+class EvalResult:
+    loss: float  # mean cross-entropy per example
+    accuracy: float
+    macro_f1: float
+    per_class_accuracy: list[float]  # NaN where the class has no example
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+    num_examples: int
+
+    def metrics(self, names: list[str]) -> dict[str, object]:
+        """As recorded in results.json: per-class accuracy by class name."""
+        return {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "macro-f1": self.macro_f1,
+            "per-class-accuracy": dict(zip(names, self.per_class_accuracy)),
+            "confusion": self.confusion,
+            "num-examples": self.num_examples,
+        }
+
+
+@torch.inference_mode()
+def evaluate_head(
+    head: nn.Module, features, num_classes: int, *, batch_size: int = 64, device: str = "cpu"
+) -> EvalResult:
+    head.to(device).eval()
+    confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64)
+    total_loss = 0.0
+    for batch_features, batch_labels in features.batches(np.arange(len(features)), batch_size):
+        logits = head(batch_features)
+        total_loss += nn.functional.cross_entropy(logits, batch_labels, reduction="sum").item()
+        pairs = batch_labels.cpu() * num_classes + logits.argmax(dim=1).cpu()
+        confusion += torch.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return summarise(confusion, total_loss)
+
+
+def summarise(confusion: torch.Tensor, total_loss: float) -> EvalResult:
+    """Accuracy, macro-F1 and per-class accuracy from a confusion matrix."""
+    confusion = confusion.double()
+    total = confusion.sum().item()
+    true_positive = confusion.diag()
+    per_true = confusion.sum(dim=1)
+    per_predicted = confusion.sum(dim=0)
+    per_class = torch.where(per_true > 0, true_positive / per_true.clamp(min=1), torch.nan)
+    f1 = 2 * true_positive / (per_true + per_predicted).clamp(min=1)
+    present = per_true > 0
+    return EvalResult(
+        loss=total_loss / total if total else math.nan,
+        accuracy=true_positive.sum().item() / total if total else math.nan,
+        macro_f1=f1[present].mean().item() if present.any() else math.nan,
+        per_class_accuracy=per_class.tolist(),
+        confusion=confusion.long().tolist(),
+        num_examples=int(total),
+    )

@@ -11,11 +11,12 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng >/dev/null
 fi
 
-# The CPU wheel first: the project's torch range then installs nothing bigger.
+# torch first, a CPU build unless there is an NVIDIA GPU; the project's range then adds nothing.
 if ! python -c "import torch" >/dev/null 2>&1; then
-    python -m pip install -q "torch==2.13.0" || python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+    python tools/install_torch.py
 fi
 python -m pip install -q -e ".[test]"
 
 export FLWR_TELEMETRY_ENABLED=0
+ruff check . && ruff format --check .
 exec python -m pytest "$@"

@@ -1,629 +1,329 @@
 #!/usr/bin/env python
-"""How much faster is training the head when we stop paying for 29 s of padding?
+"""What do the short context, mixed precision and the feature store buy over the original example?
 
-    python benchmarks/bench_speed.py [--clips 160] [--model-name PATH_OR_HUB_ID] [--json out.json]
+    python benchmarks/bench_speed.py [--clips 160] [--model-name PATH] [--device cpu|cuda] [--json OUT]
+        [--speakers 48] [--clips-per-word 2] [--folds 3] [--acc-epochs 10] [--acc-seeds 2] [--skip-accuracy]
 
-One run generates espeak-ng keyword clips (``whisper_example.synthetic``), writes them to
-disk the way each pipeline keeps them, then times ONE local epoch of head training per
-variant, each variant in a fresh Python process so that its peak RSS is its own:
+Setup (not timed): espeak-ng speakers say 10 keywords and 2 unknown words (tools/synthetic.py); --clips of
+the 1-s clips are also stored as the original example's 30-s float32 log-mels and put in the feature store.
+Every step runs in a FRESH process (this parent imports only the standard library: each peak is the child's).
 
-  a_reference        the original Flower example: every 1-s clip padded to 30 s, an 80x3000
-                     float32 log-mel made clip by clip by WhisperFeatureExtractor (numpy)
-                     and stored; each epoch runs the full 1500-position encoder on every
-                     batch of 8, then the head (Adam).
-  b_full1500         this project at encoder-frames=1500, no feature cache: batched torch
-                     log-mel + full encoder (``model.encode``), then ``model.train_head``.
-  c_short50/100      this project at encoder-frames=50 (1 s) / 100 (2 s), no cache.
-  d_short50/100_cached
-                     the same with a warm feature cache: an epoch reads the prepared clips,
-                     loads their fp16 features (``features.encoder_features``) and trains
-                     the head; the encoder is never loaded.
-
-With real Whisper weights it then measures held-out-speaker accuracy of the head trained on
-cached features at 1500, 50 and 100 frames (same clips, folds and seeds).
-
-The parent process imports only the standard library and starts every step (data
-preparation, each variant, the accuracy study) as a child: Linux carries a parent's peak
-RSS into a forked child's ``ru_maxrss``, so a heavy parent would inflate every child.
+1. Speed: one local epoch of train_head (batch 8, the run config's learning rate) per variant; variants
+   differ only in where the head's input comes from. Timed after an untimed one-batch warm-up, median of
+   1 (a, b), 3 (c) or 5 (d) epochs; peak RssAnon (sampled every 20 ms), VmHWM, disk per clip.
+   a_reference: the stored mels through the full fp32 encoder batch by batch (the original example);
+   b_1500_*, c_50_*: this project at 1500 / 50 frames with cache-size-gb = 0 (encoded on the fly every
+   pass), encoder-precision float32 or auto; d_*_stored: features already in the store, only read.
+2. Predict: windows/s of KeywordSpotter.scan over a 60-s recording (hop 0.25 s) at 50 and 1500 frames.
+3. Accuracy (real weights only): held-out-speaker accuracy of heads trained on stored features, encoder
+   precision float32 vs bfloat16, --folds speaker groups: is mixed precision within 0.5 pp of fp32?
 """
-
-from __future__ import annotations
 
 import argparse
 import json
 import math
 import os
-import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.update(TRANSFORMERS_VERBOSITY="error", HF_HUB_DISABLE_PROGRESS_BARS="1")
+if "--task" in sys.argv:  # a child: what a ClientApp imports (transformers only where it is used)
+    import numpy as np
+    import pyarrow as pa
+    import torch
 
-DEFAULT_MODEL = REPO.parent / "shared" / "models" / "whisper-tiny.en"
-UNKNOWN_WORDS = ("zero", "marvin", "bed", "cat")  # spoken, labelled _unknown_
-SILENCE_FRACTION = 0.1  # the run config's default
-BATCH_SIZE = 8  # the run config's default, and the original example's
-LEARNING_RATE = 1e-3
-ACCURACY_FRAMES = (1500, 50, 100)
+    from whisper_example.config import RunConfig, default_values
+    from whisper_example.data import CLIP_SCHEMA, Clips, class_of, in_memory_clips, iter_batches
+    from whisper_example.encoder import Encoder, clip_features, default_device
+    from whisper_example.head import build_head, head_state, train_head
 
-# name -> (encoder frames, warm feature cache?, epochs timed, description)
-VARIANTS: dict[str, tuple[int, bool, int, str]] = {
-    "a_reference": (1500, False, 1, "(a) reference: 30-s mel, full encoder"),
-    "b_full1500": (1500, False, 1, "(b) ours, 1500 frames, no cache"),
-    "c_short50": (50, False, 3, "(c) ours, 50 frames (1 s), no cache"),
-    "c_short100": (100, False, 3, "(c) ours, 100 frames (2 s), no cache"),
-    "d_short50_cached": (50, True, 5, "(d) ours, 50 frames, warm cache"),
-    "d_short100_cached": (100, True, 5, "(d) ours, 100 frames, warm cache"),
-}
-TASKS = ("prepare", *VARIANTS, "finish")
-STEP_SECONDS: dict[str, float] = {}  # wall time of each child process, start-up included
+BATCH, MB, STORE_GB = 8, 2**20, 100.0
+VARIANTS = {  # name: (encoder frames, encoder precision, features stored?, epochs timed)
+    "a_reference": (1500, "float32", False, 1), "b_1500_fp32": (1500, "float32", False, 1),
+    "b_1500_auto": (1500, "auto", False, 1), "c_50_fp32": (50, "float32", False, 3),
+    "c_50_auto": (50, "auto", False, 3), "d_1500_stored": (1500, "auto", True, 5), "d_50_stored": (50, "auto", True, 5),
+}  # fmt: skip
+OPTIONS = (  # option, type, default, help
+    ("--clips", int, 160, "clips of the speed part"), ("--json", Path, None, "also write every figure here"),
+    ("--model-name", str, "/work/shared/models/whisper-tiny.en", "Whisper folder or Hub id"),
+    ("--speakers", int, 48, "espeak-ng speakers of the accuracy part"), ("--clips-per-word", int, 2, "per speaker"),
+    ("--folds", int, 3, "speaker groups"), ("--acc-epochs", int, 10, "head epochs per fold"),
+    ("--acc-seeds", int, 2, "training seeds per fold"), ("--seed", int, 0, "data and training seed"),
+    ("--workdir", Path, None, "keep the generated data here (default: a temporary folder, removed at the end)"),
+)  # fmt: skip
+HEAD = "{:<14}{:>9}{:>9}{:>9}{:>7}{:>11}{:>9}{:>13}"
+ROW = "{:<14}{:>9}{:>9.2f}{:>9.2f}{:>7.1f}{:>11.0f}{:>9.0f}{:>13.1f}"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clips", type=int, default=160, help="clips every variant trains on (default 160)")
-    parser.add_argument("--model-name", default=str(DEFAULT_MODEL), help="Whisper folder or Hub id (default: %(default)s)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--speakers", type=int, default=24, help="espeak-ng speakers to generate (default 24)")
-    parser.add_argument("--folds", type=int, default=3, help="speaker folds for the accuracy study (default 3)")
-    parser.add_argument("--acc-epochs", type=int, default=10, help="head epochs per fold in the accuracy study (default 10)")
-    parser.add_argument("--acc-seeds", type=int, default=2, help="training seeds averaged in the accuracy study (default 2)")
-    parser.add_argument("--skip-accuracy", action="store_true", help="only the speed part")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep generated data here (default: a temp dir, removed)")
-    parser.add_argument("--task", choices=TASKS, help=argparse.SUPPRESS)  # internal: run one step in this process
+    for option, kind, default, text in OPTIONS:
+        parser.add_argument(
+            option, type=kind, default=default, help=text + f" (default: {default})" * (default is not None)
+        )
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    parser.add_argument("--skip-accuracy", action="store_true", help="only the speed and predict parts")
+    parser.add_argument("--task", help=argparse.SUPPRESS)  # internal: run one step in this process
     args = parser.parse_args(argv)
-    if args.clips < 2 * BATCH_SIZE:
-        parser.error(f"--clips must be at least {2 * BATCH_SIZE}")
-    if args.folds < 2:
-        parser.error("--folds must be at least 2")
+    if args.clips < 2 * BATCH or args.folds < 2 or args.speakers < args.folds or args.clips_per_word < 1:
+        parser.error(f"need --clips >= {2 * BATCH}, --folds >= 2, --speakers >= --folds, --clips-per-word >= 1")
     return args
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10
+# --- children ------------------------------------------------------------------------------------------------
 
 
-def vm_hwm_mb() -> float | None:
-    """Linux's own per-address-space peak (VmHWM), a cross-check of ru_maxrss."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return None
+def context(args, work: Path, frames=1500, precision="auto", stored=True, file="clips"):
+    """(the run config of one setting, the clips in ``<file>.arrow`` or None before setup wrote them, device)."""
+    values = default_values() | {
+        "model-name": args.model_name, "dataset": str(work / "speech"), "seed": args.seed,
+        "encoder-frames": frames, "encoder-precision": precision, "cache-size-gb": STORE_GB if stored else 0.0,
+        "cache-dir": str(work / "cache"), "output-dir": str(work / "runs"),
+    }  # fmt: skip
+    values.pop("num-classes")
+    config, path = RunConfig.from_mapping(values), work / f"{file}.arrow"
+    clips = Clips(pa.ipc.open_file(pa.memory_map(str(path))).read_all(), config.class_names) if path.exists() else None
+    return config, clips, args.device or default_device()
 
 
-def folder_size(path: Path) -> int:
-    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+def features_of(clips, indices, config, device: str, report=print):
+    """clip_features, checked: read from the store when the cache is on, encoded on the fly when it is off."""
+    features = clip_features(clips, indices, config, device=device, report=report)
+    if features.on_the_fly == (config.cache_size_gb > 0):
+        raise SystemExit(f"error: on_the_fly={features.on_the_fly} with cache-size-gb={config.cache_size_gb}")
+    return features
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def update_meta(workdir: Path, **values: object) -> dict:
-    path = workdir / "meta.json"
-    meta = (read_json(path) if path.exists() else {}) | values
-    path.write_text(json.dumps(meta))
-    return meta
-
-
-class Stopwatch:
-    """Wall time and this process's CPU time (all threads) of a block."""
-
-    def __enter__(self) -> Stopwatch:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-
-# --- step 1 (child): the same clips for every variant ---------------------------------------
-
-
-def model_status(model_name: str) -> tuple[bool, bool, str]:
-    """(usable, real, why not real): real = pretrained weights at least Whisper-tiny sized."""
-    from transformers import WhisperConfig
-
-    folder = Path(model_name).expanduser()
-    if folder.is_dir() and not (list(folder.glob("*.safetensors")) or list(folder.glob("*.bin"))):
-        return False, False, f"{model_name} holds no weights"
-    try:
-        config = WhisperConfig.from_pretrained(model_name)
-    except (OSError, ValueError) as error:
-        return False, False, f"cannot load {model_name} ({str(error).splitlines()[0]})"
-    if config.d_model < 384:
-        return True, False, f"{model_name} has d_model={config.d_model}: a test-sized model, not pretrained Whisper"
-    return True, True, ""
-
-
-def random_tiny_whisper(path: Path) -> str:
-    """Whisper-tiny's architecture with random weights: the same speed, meaningless accuracy."""
-    import torch
+def setup(args: argparse.Namespace, work: Path) -> dict:
+    """Clips, the long recording, the reference's stored mels and the d variants' features."""
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-    torch.manual_seed(0)
-    config = WhisperConfig(
-        d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536, decoder_layers=1,
-        decoder_attention_heads=6, decoder_ffn_dim=1536, num_mel_bins=80, max_source_positions=1500, vocab_size=51864,
+    from tools.synthetic import DEFAULT_WORDS, make_long_recording, make_speech_commands_folder
+    from whisper_example.audio import decode, fit_to_clip, to_pcm16
+
+    folder, note, times, started = Path(args.model_name).expanduser(), "", {}, time.perf_counter()
+    if args.model_name.startswith(("/", ".", "~")) and not [*folder.glob("*.safetensors"), *folder.glob("*.bin")]:
+        torch.manual_seed(0)  # Whisper-tiny.en's sizes with random weights: the same cost, meaningless accuracy
+        sizes = dict(encoder_layers=4, decoder_layers=4, encoder_attention_heads=6, decoder_attention_heads=6)
+        sizes |= dict(d_model=384, encoder_ffn_dim=1536, decoder_ffn_dim=1536, vocab_size=51864, num_mel_bins=80)
+        note, args.model_name = f"no weights at {args.model_name}", str(work / "random-whisper-tiny")
+        WhisperModel(WhisperConfig(**sizes, max_target_positions=448)).save_pretrained(args.model_name)
+        WhisperFeatureExtractor(feature_size=80).save_pretrained(args.model_name)
+    config, _, device = context(args, work)
+    speakers = max(0 if args.skip_accuracy else args.speakers, math.ceil(args.clips / 12 / args.clips_per_word))
+    root = make_speech_commands_folder(
+        work / "speech", words=DEFAULT_WORDS, num_speakers=speakers, clips_per_word=args.clips_per_word, seed=args.seed
     )
-    WhisperModel(config).save_pretrained(path)
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
-    return str(path)
+    wavs = sorted(root.glob("*/*_nohash_*.wav"))
+    pcm = to_pcm16(np.stack([fit_to_clip(decode(wav)) for wav in wavs]))
+    every = in_memory_clips(pcm, [class_of(wav.parent.name, config.words) for wav in wavs], config.class_names)
+    clips = every.take(np.sort(np.random.default_rng(args.seed).permutation(len(wavs))[: args.clips]))
+    for name, table in (("all", every.table), ("clips", clips.table)):
+        with pa.OSFile(str(work / f"{name}.arrow"), "wb") as sink, pa.ipc.new_file(sink, CLIP_SCHEMA) as writer:
+            writer.write_table(table)
+    (work / "speakers.json").write_text(json.dumps([wav.name.split("_nohash_")[0] for wav in wavs]))
+    make_long_recording(work / "long.wav", words=DEFAULT_WORDS, occurrences=30, seconds=60.0, seed=args.seed)
+    times["generate"], started = time.perf_counter() - started, time.perf_counter()
+    extractor = WhisperFeatureExtractor.from_pretrained(args.model_name)  # pads to 30 s: (80, 3000) float32
+    mels = np.lib.format.open_memmap(work / "reference_mel.npy", "w+", np.float32, (len(clips), 80, 3000))
+    for row, wave in enumerate(clips.waveforms()):
+        mels[row] = extractor(wave, sampling_rate=16_000, return_tensors="np").input_features[0]
+    mels.flush()
+    times["reference_mels"] = time.perf_counter() - started
+    for frames in (1500, 50):
+        started = time.perf_counter()
+        features_of(clips, np.arange(len(clips)), context(args, work, frames)[0], device)
+        times[f"store_{frames}"] = time.perf_counter() - started
+    return {"seconds": times, "clips": len(wavs), "speakers": speakers, "model_name": args.model_name, "note": note}
 
 
-def build_clips(args: argparse.Namespace, workdir: Path) -> None:
-    """Generate speech, prepare 1-s int16 clips and save them as preprocess.py does."""
-    import numpy as np
-    from datasets import concatenate_datasets
+def speed(args: argparse.Namespace, work: Path) -> dict:
+    """One variant: an untimed warm-up epoch of one batch, then timed epochs of train_head over all clips; the
+    variants differ only in where the head's input comes from."""
+    frames, precision, stored, epochs = VARIANTS[args.task]
+    config, clips, device = context(args, work, frames, precision, stored)
+    head, encoder, mel_file = build_head(config).to(device), Encoder(config, device), work / "reference_mel.npy"
+    if args.task == "a_reference":
+        from transformers import WhisperModel
 
-    from whisper_example.data import SPLITS, load_source, noise_recordings, prepare_clips, speech_rows
-    from whisper_example.labels import DEFAULT_KEYWORDS, class_names
-    from whisper_example.synthetic import make_speech_commands_folder
+        model = WhisperModel.from_pretrained(config.model_name, dtype=torch.float32)  # kept whole, as the original
+        whisper, labels = model.get_encoder().requires_grad_(False).eval().to(device), torch.from_numpy(clips.labels)
+        mels, disk, dtype = np.load(mel_file, mmap_mode="r"), mel_file.stat().st_size, "float32"
 
-    words = (*DEFAULT_KEYWORDS, *UNKNOWN_WORDS)
-    print(f"generating {args.speakers} espeak-ng speakers x {len(words)} words ...", flush=True)
-    started = time.perf_counter()
-    folder = make_speech_commands_folder(
-        workdir / "speech_commands", words=words, num_speakers=args.speakers, seed=args.seed, noise_files=4, noise_seconds=10.0
-    )
-    source = load_source(str(folder))
-    rows = concatenate_datasets([speech_rows(source[split]) for split in SPLITS])
-    clips = prepare_clips(rows, DEFAULT_KEYWORDS, noise_recordings(str(folder)), SILENCE_FRACTION, args.seed)
-    if clips.skipped:
-        raise SystemExit(f"error: {clips.skipped} generated clips did not decode")
-    speakers = list(rows["speaker_id"]) + [None] * (len(clips) - len(rows))  # silence crops come last
-    if args.clips > len(clips):
-        need = math.ceil(args.clips * (1 - SILENCE_FRACTION) / len(words))
-        raise SystemExit(f"error: --clips {args.clips} > {len(clips)} generated clips; use --speakers {need} or more")
-    keep = np.sort(np.random.default_rng(args.seed).permutation(len(clips))[: args.clips])
-    clips.dataset.select(keep).save_to_disk(str(workdir / "prepared"))
-    seconds = time.perf_counter() - started
-    print(f"   {len(clips)} clips in {seconds:.0f} s; benchmarking {args.clips} of them", flush=True)
-    update_meta(
-        workdir, clips=args.clips, generated_clips=len(clips), speakers=[speakers[i] for i in keep],
-        num_classes=len(class_names(DEFAULT_KEYWORDS)), generate_seconds=seconds,
-    )
+        def features(indices: np.ndarray) -> SimpleNamespace:  # the stored 30-s mels through the full fp32 encoder
+            def batches(order: np.ndarray, batch_size: int, drop_last: bool = False):
+                for batch in iter_batches(indices[order], batch_size, drop_last):
+                    with torch.no_grad():
+                        states = whisper(torch.from_numpy(mels[batch]).to(device)).last_hidden_state
+                    yield states, labels[batch].to(device)
 
-
-def write_reference_mels(model_name: str, workdir: Path) -> None:
-    """The original example's preprocessing: a 30-s float32 log-mel per clip, in numpy."""
-    import numpy as np
-    import pyarrow as pa
-    from datasets import Dataset, DatasetInfo, Features, List, Value, load_from_disk
-    from tqdm.auto import tqdm
-    from transformers import WhisperFeatureExtractor
-
-    from whisper_example.data import labels_of, waveforms
-
-    prepared = load_from_disk(str(workdir / "prepared"))
-    extractor = WhisperFeatureExtractor.from_pretrained(model_name)
-    mel_shape = (extractor.feature_size, extractor.nb_max_frames)
-    waves = waveforms(prepared)
-    mels = np.empty((len(waves), mel_shape[0] * mel_shape[1]), dtype=np.float32)
-    started = time.perf_counter()
-    for row, wave in enumerate(tqdm(waves, desc="reference preprocessing: 30-s numpy log-mel")):
-        # Default padding ("max_length" = 30 s) and return_tensors="np": (1, 80, 3000) float32.
-        mels[row] = extractor(wave, sampling_rate=extractor.sampling_rate, return_tensors="np").input_features[0].ravel()
-    seconds = time.perf_counter() - started
-    features = Features({"data": List(Value("float32"), length=mels.shape[1]), "label": prepared.features["label"]})
-    table = pa.Table.from_arrays(
-        [pa.FixedSizeListArray.from_arrays(pa.array(mels.ravel()), mels.shape[1]), pa.array(labels_of(prepared))],
-        schema=features.arrow_schema,
-    )
-    Dataset(table, info=DatasetInfo(features=features)).save_to_disk(str(workdir / "reference_mel"))
-    update_meta(workdir, mel_shape=mel_shape, reference_preprocess_seconds=seconds)
-
-
-def prepare(args: argparse.Namespace, workdir: Path) -> dict:
-    usable, real, why = model_status(args.model_name)
-    model_name, note = args.model_name, ""
-    if not real:
-        note = "accuracy skipped"
-        if not usable:
-            model_name = random_tiny_whisper(workdir / "random-whisper-tiny")
-            note += "; speed measured with a randomly initialised Whisper-tiny (same cost as real weights)"
-        print(f"note: {why}: {note}", flush=True)
-    update_meta(workdir, model_name=model_name, real_weights=real, model_note=f"{why}: {note}" if note else "")
-    build_clips(args, workdir)
-    write_reference_mels(model_name, workdir)
-    return {}
-
-
-# --- step 2 (one child per variant): one local epoch ----------------------------------------
-
-
-def reference_epoch(workdir: Path, model_name: str, meta: dict, seed: int) -> Stopwatch:
-    """One epoch of the original example: stored 30-s mel -> full encoder -> head, batch 8, Adam."""
-    import torch
-    from datasets import load_from_disk
-    from torch import nn
-    from tqdm.auto import tqdm
-    from transformers import WhisperModel
-
-    encoder = WhisperModel.from_pretrained(model_name, dtype=torch.float32).get_encoder().eval()
-    encoder.requires_grad_(False)
-    mel_shape = tuple(meta["mel_shape"])
-    with torch.no_grad():
-        encoder(torch.zeros((1, *mel_shape)))  # one-time kernel set-up, paid once per process
-
-    with Stopwatch() as watch:
-        dataset = load_from_disk(str(workdir / "reference_mel")).with_format("numpy")
-        torch.manual_seed(seed)
-        head = nn.Sequential(
-            nn.Conv1d(encoder.config.max_source_positions, 128, kernel_size=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(128 * encoder.config.d_model, meta["num_classes"]),
-        )
-        optimizer = torch.optim.Adam(head.parameters(), lr=LEARNING_RATE)
-        criterion = nn.CrossEntropyLoss()
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-        usable = len(order) - len(order) % BATCH_SIZE  # drop the last partial batch, as train_head does
-        for start in tqdm(range(0, usable, BATCH_SIZE), desc="reference epoch", leave=False):
-            batch = dataset[order[start : start + BATCH_SIZE]]
-            mel = torch.from_numpy(batch["data"]).reshape(-1, *mel_shape)
-            with torch.no_grad():
-                states = encoder(mel).last_hidden_state
-            loss = criterion(head(states), torch.from_numpy(batch["label"]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return watch
-
-
-def ours_epoch(workdir: Path, model_name: str, meta: dict, frames: int, cached: bool, seed: int):
-    """One epoch of this project: prepared int16 clips -> (encode | feature cache) -> train_head."""
-    import torch
-    from datasets import load_from_disk
-
-    from whisper_example.data import labels_of, waveforms
-    from whisper_example.features import encoder_features
-    from whisper_example.model import build_head, encode, train_head
-
-    with Stopwatch() as watch:
-        prepared = load_from_disk(str(workdir / "prepared"))
-        if cached:
-            features = encoder_features(prepared, model_name, frames, cache_dir=workdir / "features", progress=False)
-        else:
-            features = encode(waveforms(prepared), model_name, frames)
-        labels = torch.from_numpy(labels_of(prepared))
-        torch.manual_seed(seed)
-        head = build_head(frames, features.shape[2], meta["num_classes"])
-        train_head(head, features, labels, epochs=1, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, seed=seed, progress=True)
-    return watch, prepared, features
-
-
-def run_variant(name: str, workdir: Path, seed: int) -> dict:
-    """Time the variant's epochs in this (fresh) process and record its peak RSS."""
-    import numpy as np
-    import torch
-
-    frames, cached, epochs, _ = VARIANTS[name]
-    meta = read_json(workdir / "meta.json")
-    model_name = meta["model_name"]
-    watches: list[Stopwatch] = []
-    notes = []
-    if name == "a_reference":
-        watches.append(reference_epoch(workdir, model_name, meta, seed))
-        rss, hwm = peak_rss_mb(), vm_hwm_mb()
+            return SimpleNamespace(labels=labels[indices], batches=batches)  # what train_head reads
     else:
-        from whisper_example.features import cache_key
-        from whisper_example.files import save_tensors
-        from whisper_example.model import encode, load_encoder, load_feature_extractor
+        store = [*(config.cache_path / "features" / encoder.namespace).glob("*")] if stored else []
+        disk = (work / "clips.arrow").stat().st_size + sum(path.stat().st_size for path in store)
+        dtype = str(encoder.dtype).removeprefix("torch.")
 
-        if not cached:
-            load_encoder(model_name, frames)  # loaded once per ClientApp process, not per epoch
-            load_feature_extractor(model_name)
-            encode(np.zeros((1, 16_000), np.float32), model_name, frames, progress=False)  # kernel set-up
-        for epoch in range(epochs):
-            watch, prepared, features = ours_epoch(workdir, model_name, meta, frames, cached, seed + epoch)
-            watches.append(watch)
-        rss, hwm = peak_rss_mb(), vm_hwm_mb()  # before the cache write below, which is no part of an epoch
-        if not cached:
-            # Leave the features where encoder_features looks for them, so that the cached
-            # variant and the accuracy study need no second pass of this encoder.
-            path = workdir / "features" / f"{cache_key(prepared, model_name, frames)}.pt"
-            if not path.exists():
-                save_tensors(path, features)
-                notes.append("wrote the feature cache after timing")
-    seconds = statistics.median(w.wall for w in watches)
-    return {
-        "variant": name,
-        "encoder_frames": frames,
-        "clips": meta["clips"],
-        "epoch_seconds": [w.wall for w in watches],
-        "epoch_cpu_seconds": [w.cpu for w in watches],
-        "seconds": seconds,
-        "cpu_seconds": statistics.median(w.cpu for w in watches),
-        "clips_per_s": meta["clips"] / seconds,
-        "peak_rss_mb": rss,
-        "vm_hwm_mb": hwm,
-        "torch_threads": torch.get_num_threads(),
-        "notes": notes,
-    }
+        def features(indices: np.ndarray):  # encoded on the fly, or read from the store
+            return features_of(clips, indices, config, device, report=lambda _: None)
+
+    times, fit = [], {"learning_rate": config.learning_rate, "batch_size": BATCH, "device": device}
+    train_head(head, features(np.arange(BATCH)), epochs=1, seed=0, **fit)  # warm-up
+    for seed in range(1, epochs + 1):
+        started = time.perf_counter()
+        train_head(head, features(np.arange(len(clips))), epochs=1, seed=seed, **fit)
+        times.append(time.perf_counter() - started)
+    seconds, threads = statistics.median(times), torch.get_num_threads()
+    return {"epoch_seconds": times, "seconds": seconds, "clips_per_s": len(clips) / seconds, "clips": len(clips),
+            "disk_bytes_per_clip": disk / len(clips), "dtype": dtype, "device": device, "threads": threads}  # fmt: skip
 
 
-# --- step 3 (child): disk figures and the accuracy study ------------------------------------
+def predict(args: argparse.Namespace, work: Path) -> dict:
+    """KeywordSpotter.scan over the 60-s recording, loaded from a run folder holding a random head."""
+    from whisper_example.audio import decode
+    from whisper_example.predict import KeywordSpotter
+    from whisper_example.runs import RunFolder
 
-
-def disk_figures(workdir: Path, model_name: str, clips: int) -> dict:
-    from datasets import load_from_disk
-
-    from whisper_example.features import cache_key
-
-    prepared = load_from_disk(str(workdir / "prepared"))
-    audio = folder_size(workdir / "prepared") / clips
-    cache = {}
-    for frames in (1500, 100, 50):
-        path = workdir / "features" / f"{cache_key(prepared, model_name, frames)}.pt"
-        cache[str(frames)] = path.stat().st_size / clips if path.exists() else math.nan
-    by_variant = {"a_reference": {"preprocessed": folder_size(workdir / "reference_mel") / clips, "feature_cache": 0.0}}
-    for name, (frames, cached, _, _) in VARIANTS.items():
-        if name != "a_reference":
-            by_variant[name] = {"preprocessed": audio, "feature_cache": cache[str(frames)] if cached else 0.0}
-    return {"by_variant": by_variant, "feature_cache_by_frames": cache}
-
-
-def accuracy_study(args: argparse.Namespace, workdir: Path, meta: dict) -> dict:
-    """Held-out-speaker accuracy per encoder-frames: k speaker folds x seeds, on cached features."""
-    import numpy as np
-    import torch
-    from datasets import load_from_disk
-    from tqdm.auto import tqdm
-
-    from whisper_example.data import labels_of
-    from whisper_example.features import encoder_features
-    from whisper_example.model import build_head, train_head
-
-    prepared = load_from_disk(str(workdir / "prepared"))
-    labels = torch.from_numpy(labels_of(prepared))
-    speakers = meta["speakers"]
-    order = sorted({s for s in speakers if s is not None})
-    np.random.default_rng(args.seed).shuffle(order)
-    fold_of_speaker = {speaker: i % args.folds for i, speaker in enumerate(order)}
-    # Silence crops have no speaker: spread them over the folds.
-    folds = np.array([fold_of_speaker[s] if s is not None else i % args.folds for i, s in enumerate(speakers)])
-    seeds = [args.seed + i for i in range(args.acc_seeds)]
-    correct_by_frames: dict[int, np.ndarray] = {}
-    study = {}
-    for frames in ACCURACY_FRAMES:
-        features = encoder_features(prepared, meta["model_name"], frames, cache_dir=workdir / "features")
-        predicted = np.full((len(seeds), len(labels)), -1)
-        runs = [(s, f) for s in range(len(seeds)) for f in range(args.folds)]
-        for seed_index, fold in tqdm(runs, desc=f"accuracy, {frames} frames", leave=False):
-            train, held_out = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-            torch.manual_seed(seeds[seed_index])
-            head = build_head(frames, features.shape[2], meta["num_classes"])
-            train_head(
-                head, features[train], labels[train], epochs=args.acc_epochs, learning_rate=LEARNING_RATE,
-                batch_size=BATCH_SIZE, seed=seeds[seed_index],
-            )
-            with torch.inference_mode():
-                logits = head.eval()(features[held_out].float())
-            predicted[seed_index, held_out] = logits.argmax(dim=1).numpy()
-        correct = predicted == labels.numpy()
-        per_seed = correct.mean(axis=1)
-        accuracy = float(per_seed.mean())
-        correct_by_frames[frames] = correct
-        study[str(frames)] = {
-            "accuracy": accuracy,
-            "per_seed": per_seed.tolist(),
-            "binomial_se": math.sqrt(accuracy * (1 - accuracy) / len(labels)),
-        }
-    for frames in ACCURACY_FRAMES[1:]:
-        # Paired view: evaluations (clip x seed) that one context gets right and the other wrong.
-        short, full = correct_by_frames[frames], correct_by_frames[1500]
-        study[str(frames)]["vs_1500"] = {
-            "only_short_right": int((short & ~full).sum()),
-            "only_full_right": int((~short & full).sum()),
-            "evaluations": int(short.size),
-        }
-    return {
-        "by_frames": study,
-        "held_out_clips": len(labels),
-        "speakers": len(order),
-        "folds": args.folds,
-        "epochs": args.acc_epochs,
-        "seeds": seeds,
-    }
-
-
-def finish(args: argparse.Namespace, workdir: Path) -> dict:
-    meta = read_json(workdir / "meta.json")
-    result = {"disk": disk_figures(workdir, meta["model_name"], meta["clips"]), "accuracy": None}
-    if meta["real_weights"] and not args.skip_accuracy:
-        print("\n== accuracy study on cached features", flush=True)
-        result["accuracy"] = accuracy_study(args, workdir, meta)
-    elif not meta["real_weights"]:
-        print(f"note: no accuracy study ({meta['model_note']})", flush=True)
+    audio, result = decode(work / "long.wav"), {}
+    for frames in (50, 1500):
+        config, _, device = context(args, work, frames, "auto", False)
+        run = RunFolder.create(config)
+        run.finish(head_state(build_head(config)), None)
+        spotter = KeywordSpotter.load(run.path, device=device)
+        spotter.scan(audio[:48_000], 0.25)  # warm-up: loads the encoder (9 windows)
+        started = time.perf_counter()
+        windows = len(spotter.scan(audio, 0.25)[0])
+        seconds = time.perf_counter() - started
+        result[str(frames)] = {"windows": windows, "seconds": seconds, "windows_per_s": windows / seconds}
+        result[str(frames)]["encoder"] = spotter.encoder.describe()
     return result
 
 
-# --- the parent: start the steps, print the report ------------------------------------------
+def accuracy(args: argparse.Namespace, work: Path) -> dict:
+    """Held-out-speaker accuracy with the encoder in fp32 and bf16, paired: same folds, seeds and initial heads."""
+    _, clips, device = context(args, work, file="all")
+    speakers = json.loads((work / "speakers.json").read_text())
+    order = sorted(set(speakers))
+    np.random.default_rng(args.seed).shuffle(order)
+    fold, quiet = np.array([order.index(speaker) % args.folds for speaker in speakers]), lambda _: None
+    result = {"clips": len(clips), "speakers": len(order), "folds": args.folds, "epochs": args.acc_epochs}
+    for frames in (50, 1500):
+        hits = {precision: np.zeros((args.acc_seeds, len(clips)), bool) for precision in ("float32", "bfloat16")}
+        for precision, hit in hits.items():
+            config, started = context(args, work, frames, precision)[0], time.perf_counter()
+            features_of(clips, np.arange(len(clips)), config, device)  # fills the store
+            result[f"store_seconds_{frames}_{precision}"] = time.perf_counter() - started
+            for seed in range(args.seed, args.seed + args.acc_seeds):
+                for k in range(args.folds):
+                    train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+                    torch.manual_seed(seed)
+                    head, features = build_head(config), features_of(clips, train, config, device, quiet)
+                    train_head(head, features, epochs=args.acc_epochs, learning_rate=config.learning_rate,
+                               batch_size=BATCH, seed=seed, device=device)  # fmt: skip
+                    held = features_of(clips, test, config, device, quiet)
+                    with torch.inference_mode():
+                        guess = [head.eval()(x).argmax(1).cpu() for x, _ in held.batches(np.arange(len(test)), 64)]
+                    hit[seed - args.seed, test] = torch.cat(guess).numpy() == clips.labels[test]
+        fp32, bf16 = hits["float32"], hits["bfloat16"]
+        per_clip = (bf16.astype(float) - fp32).mean(axis=0)  # paired, clips as the units, seeds averaged
+        result[str(frames)] = {
+            "float32": fp32.mean(), "bfloat16": bf16.mean(), "diff_pp": 100 * per_clip.mean(),
+            "diff_se_pp": 100 * per_clip.std(ddof=1) / math.sqrt(len(clips)),
+            "binomial_se_pp": 100 * math.sqrt(fp32.mean() * (1 - fp32.mean()) / len(clips)),
+            "only_bf16_right": int((bf16 & ~fp32).sum()), "only_fp32_right": int((fp32 & ~bf16).sum()),
+            "evaluations": int(fp32.size), "seeds": args.acc_seeds,
+        }  # fmt: skip
+    return result
 
 
-def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
-    """Start ``task`` in a fresh Python process and return the JSON it wrote."""
-    result_path = workdir / f"result_{task}.json"
-    command = [
-        sys.executable, str(Path(__file__).resolve()), "--task", task, "--workdir", str(workdir),
-        "--model-name", args.model_name, "--seed", str(args.seed), "--clips", str(args.clips),
-        "--speakers", str(args.speakers), "--folds", str(args.folds), "--acc-epochs", str(args.acc_epochs),
-        "--acc-seeds", str(args.acc_seeds), *(["--skip-accuracy"] if args.skip_accuracy else []),
-    ]
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    STEP_SECONDS[task] = time.perf_counter() - started
-    return read_json(result_path)
+def child(args: argparse.Namespace) -> None:
+    def status(key: str) -> int:  # bytes
+        lines = Path("/proc/self/status").read_text().splitlines()
+        return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(f"{key}:"))
+
+    def sample() -> None:
+        while True:
+            peak[0] = max(peak[0], status("RssAnon"))
+            time.sleep(0.02)
+
+    peak = [0]
+    threading.Thread(target=sample, daemon=True).start()
+    result = {"setup": setup, "predict": predict, "accuracy": accuracy}.get(args.task, speed)(args, args.workdir)
+    if args.task in VARIANTS:
+        result |= {"peak_rss_anon_mb": max(peak[0], status("RssAnon")) / MB, "vm_hwm_mb": status("VmHWM") / MB}
+    (args.workdir / f"{args.task}.json").write_text(json.dumps(result, default=float))
 
 
-def child_main(args: argparse.Namespace) -> None:
-    workdir = args.workdir
-    if args.task == "prepare":
-        result = prepare(args, workdir)
-    elif args.task == "finish":
-        result = finish(args, workdir)
-    else:
-        result = run_variant(args.task, workdir, args.seed)
-    (workdir / f"result_{args.task}.json").write_text(json.dumps(result))
+# --- the parent: standard library only -----------------------------------------------------------------------
 
 
-def print_table(results: dict[str, dict], disk: dict[str, dict[str, float]]) -> None:
-    ref, ref_disk = results["a_reference"], disk["a_reference"]["preprocessed"]
-    header = (
-        f"| {'variant':<40} | {'clips/s':>8} | {'x (a)':>6} | {'CPU x (a)':>9} | {'epoch s':>8} | {'data KB/clip':>12} "
-        f"| {'cache KB/clip':>13} | {'disk x (a)':>10} | {'peak RSS MB':>11} | {'x (a)':>5} |"
-    )
-    print("\n" + header + "\n|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
-    for name, result in results.items():
-        data, cache = disk[name]["preprocessed"], disk[name]["feature_cache"]
-        cpu_ratio = (ref["cpu_seconds"] / ref["clips"]) / (result["cpu_seconds"] / result["clips"])
-        print(
-            f"| {VARIANTS[name][3]:<40} | {result['clips_per_s']:>8.2f} | {result['clips_per_s'] / ref['clips_per_s']:>6.1f} "
-            f"| {cpu_ratio:>9.1f} | {result['seconds']:>8.2f} | {data / 1e3:>12.1f} | {cache / 1e3:>13.1f} "
-            f"| {(data + cache) / ref_disk:>10.3f} | {result['peak_rss_mb']:>11.0f} "
-            f"| {result['peak_rss_mb'] / ref['peak_rss_mb']:>5.2f} |"
-        )
-
-
-def check(label: str, passed: bool, detail: str) -> dict:
-    print(f"  [{'PASS' if passed else 'FAIL'}] {label}: {detail}")
-    return {"target": label, "passed": passed, "detail": detail}
-
-
-def report(args: argparse.Namespace, meta: dict, results: dict, finished: dict, wall: float, load: tuple) -> dict:
-    ref = results["a_reference"]
-    speedup = {name: r["clips_per_s"] / ref["clips_per_s"] for name, r in results.items()}
-    disk, cache_by_frames = finished["disk"]["by_variant"], finished["disk"]["feature_cache_by_frames"]
-    accuracy = finished["accuracy"]
-    print_table(results, disk)
-    print(
-        f"\n{meta['clips']} clips, batch {BATCH_SIZE}, Adam. clips/s = clips / median wall time of an epoch "
-        "(epochs timed: a, b 1; c 3; d 5); 'CPU x (a)' is the same ratio on process CPU time, less "
-        "sensitive to other load on the machine. Reference preprocessing (not part of its epoch): "
-        f"{meta['reference_preprocess_seconds'] / meta['clips'] * 1e3:.0f} ms/clip."
-    )
-    print(
-        "fp16 feature cache per clip by encoder-frames: "
-        + ", ".join(f"{frames}: {size / 1e3:.1f} KB" for frames, size in cache_by_frames.items())
-    )
-    if accuracy:
-        print(
-            f"\nHeld-out-speaker accuracy ({accuracy['folds']} speaker folds over {accuracy['speakers']} speakers, "
-            f"each of the {accuracy['held_out_clips']} clips held out once; head trained {accuracy['epochs']} epochs; "
-            f"mean over seeds {accuracy['seeds']}):"
-        )
-        for frames, figures in accuracy["by_frames"].items():
-            paired = figures.get("vs_1500")
-            extra = (
-                f"; vs 1500: {paired['only_short_right']} evaluations right only here, "
-                f"{paired['only_full_right']} right only at 1500, of {paired['evaluations']}"
-                if paired else ""
-            )
-            print(
-                f"  encoder-frames {frames:>4}: {100 * figures['accuracy']:.1f} % "
-                f"(per seed {', '.join(f'{100 * a:.1f}' for a in figures['per_seed'])}; "
-                f"binomial s.e. {100 * figures['binomial_se']:.1f} pt{extra})"
-            )
-    print("\nTargets:")
-    targets = [
-        check("short + warm cache >= 50x reference clips/s", speedup["d_short50_cached"] >= 50, f"{speedup['d_short50_cached']:.1f}x (50 frames)"),
-        check("short alone >= 15x", speedup["c_short50"] >= 15, f"{speedup['c_short50']:.1f}x (50 frames)"),
-        check(
-            "disk <= 40 KB per preprocessed clip",
-            disk["c_short50"]["preprocessed"] <= 40e3,
-            f"{disk['c_short50']['preprocessed'] / 1e3:.1f} KB of int16 audio "
-            f"(+ {disk['d_short50_cached']['feature_cache'] / 1e3:.1f} KB of fp16 cache at 50 frames once cached)",
-        ),
-    ]
-    for name in ("b_full1500", "c_short50", "d_short50_cached"):
-        rss = results[name]["peak_rss_mb"]
-        targets.append(check(f"peak RSS <= 1 GB ({name})", rss <= 1024, f"{rss:.0f} MB"))
-    recommended = 1500
-    if accuracy:
-        full = accuracy["by_frames"]["1500"]["accuracy"]
-        for frames in (50, 100):
-            short = accuracy["by_frames"][str(frames)]["accuracy"]
-            targets.append(check(f"accuracy at {frames} frames within 1 pt of 1500", short >= full - 0.01, f"{100 * (short - full):+.1f} pt"))
-        recommended = next((f for f in (50, 100) if accuracy["by_frames"][str(f)]["accuracy"] >= full - 0.01), 1500)
-        print(f"\nencoder-frames that the 1-pt rule allows as default: {recommended}")
-    else:
-        print("\nNo accuracy study, so no evidence to change the encoder-frames default (1500).")
-    end_load = os.getloadavg()[0]
-    print("wall time per step (process start-up, imports and model loading included): "
-          + ", ".join(f"{task} {seconds:.0f} s" for task, seconds in STEP_SECONDS.items()))
-    print(f"wall time {wall:.0f} s; load average at start {load[0]:.2f}, at end {end_load:.2f} ({os.cpu_count()} CPUs)")
-    return {
-        "speedup_short": speedup["c_short50"],
-        "speedup_short_cached": speedup["d_short50_cached"],
-        "speedup": speedup,
-        "clips_per_s": {name: r["clips_per_s"] for name, r in results.items()},
-        "bytes_per_clip": {name: d["preprocessed"] + d["feature_cache"] for name, d in disk.items()},
-        "bytes_per_clip_breakdown": disk,
-        "feature_cache_bytes_per_clip_by_frames": cache_by_frames,
-        "peak_rss_mb": {name: r["peak_rss_mb"] for name, r in results.items()},
-        "accuracy": {frames: f["accuracy"] for frames, f in accuracy["by_frames"].items()} if accuracy else None,
-        "accuracy_details": accuracy,
-        "recommended_encoder_frames": recommended,
-        "targets": targets,
-        "variants": results,
-        "clips": meta["clips"],
-        "model_name": meta["model_name"],
-        "model_note": meta["model_note"],
-        "wall_seconds": wall,
-        "step_seconds": STEP_SECONDS,
-        "load_average_start_end": [load[0], end_load],
-        "cpus": os.cpu_count(),
-    }
+def report(out: dict) -> None:
+    print(HEAD.format("\nvariant", "dtype", "epoch s", "clips/s", "x (a)", "RssAnon MB", "VmHWM MB", "disk KB/clip"))
+    for name, v in out["variants"].items():
+        figures = (v["seconds"], v["clips_per_s"], v["speedup"], v["peak_rss_anon_mb"], v["vm_hwm_mb"])
+        print(ROW.format(name, v["dtype"], *figures, v["disk_bytes_per_clip"] / 1e3))
+    ref = out["variants"]["a_reference"]
+    print(f"{ref['clips']} clips, batch {BATCH}, {ref['device']}, {ref['threads']} torch threads; epoch seconds:")
+    print("; ".join(f"{n} " + " ".join(f"{s:.2f}" for s in v["epoch_seconds"]) for n, v in out["variants"].items()))
+    for frames, p in out["predict"].items():
+        print(f"predict, {frames} frames: {p['windows']} windows in {p['seconds']:.1f} s, {p['windows_per_s']:.1f}/s")
+    if acc := out.get("accuracy"):
+        print(f"\nHeld-out-speaker accuracy: {acc['clips']} clips, {acc['speakers']} speakers, {acc['folds']} folds")
+        for frames in ("50", "1500"):
+            a, verdict = acc[frames], "within" if abs(acc[frames]["diff_pp"]) <= 0.5 else "NOT within"
+            print(f"  {frames:>4} frames: fp32 {a['float32']:.1%}, bf16 {a['bfloat16']:.1%} (binomial s.e. "
+                  f"{a['binomial_se_pp']:.1f} pp); bf16 - fp32 {a['diff_pp']:+.2f} pp (paired s.e. "
+                  f"{a['diff_se_pp']:.2f}), {verdict} 0.5 pp; right only with bf16 {a['only_bf16_right']}, "
+                  f"only with fp32 {a['only_fp32_right']}, of {a['evaluations']} (clips x seeds)")  # fmt: skip
+    elif out["note"]:
+        print(f"\nNo accuracy part: {out['note']}")
+    print("step seconds, process start included: " + ", ".join(f"{k} {v:.0f}" for k, v in out["step_seconds"].items()))
+    print(f"load average at start {out['load'][0]:.2f}, at end {out['load'][1]:.2f} ({os.cpu_count()} CPUs)")
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.task:
-        child_main(args)
-        return
-    started, load = time.perf_counter(), os.getloadavg()
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="bench_speed_"))).expanduser().resolve()
-    if args.workdir and workdir.exists() and any(workdir.iterdir()):
-        raise SystemExit(f"error: --workdir {workdir} is not empty")
-    workdir.mkdir(parents=True, exist_ok=True)
+        return child(args)
+    out = {"load": [os.getloadavg()[0]], "step_seconds": {}, "variants": {}}
+    work = (args.workdir or Path(tempfile.mkdtemp(prefix="bench_speed_"))).expanduser().resolve()
+    if args.workdir and work.exists() and any(work.iterdir()):
+        raise SystemExit(f"error: --workdir {work} is not empty")
+    work.mkdir(parents=True, exist_ok=True)
+
+    def run(task: str) -> dict:  # one step in a fresh process; it leaves its figures in <task>.json
+        started = time.perf_counter()
+        subprocess.run([sys.executable, __file__, *argv, "--workdir", str(work), "--task", task], check=True)
+        out["step_seconds"][task] = time.perf_counter() - started
+        return json.loads((work / f"{task}.json").read_text())
+
     try:
-        run_task("prepare", args, workdir)
-        results = {}
+        out["setup"] = run("setup")
+        argv = [*argv, "--model-name", out["setup"]["model_name"]]  # the random model if the weights are missing
+        out["note"] = out["setup"]["note"] and f"{out['setup']['note']}: speed of a random Whisper-tiny only"
         for name in VARIANTS:
-            print(f"\n== {VARIANTS[name][3]} (fresh process)", flush=True)
-            results[name] = result = run_task(name, args, workdir)
-            print(
-                f"   {result['clips_per_s']:.2f} clips/s (epoch {result['seconds']:.2f} s), "
-                f"peak RSS {result['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
-        finished = run_task("finish", args, workdir)
-        meta = read_json(workdir / "meta.json")
-        summary = report(args, meta, results, finished, time.perf_counter() - started, load)
+            out["variants"][name] = v = run(name)
+            v["speedup"] = v["clips_per_s"] / out["variants"]["a_reference"]["clips_per_s"]
+            print(f"== {name}: {v['clips_per_s']:.2f} clips/s, peak RssAnon {v['peak_rss_anon_mb']:.0f} MB", flush=True)
+        out["predict"] = run("predict")
+        if not args.skip_accuracy and not out["note"]:
+            out["accuracy"] = run("accuracy")
+        out["load"].append(os.getloadavg()[0])
+        report(out)
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(summary, indent=2) + "\n")
+            args.json.write_text(json.dumps(out, indent=2) + "\n")
             print(f"wrote {args.json}")
     finally:
         if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, small_config
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, small_config
 from whisper_example import client_app, data, encoder, memory
 from whisper_example.audio import SAMPLE_RATE, resample
 from whisper_example.data import count_partitions, partition_rows
@@ -43,15 +43,22 @@ SKIPPED_CLIPS = {
     "random bytes": lambda speech: np.random.default_rng(0).bytes(4000),
     "zero-length file": lambda speech: b"",
     "WAV with no samples": lambda speech: wav_bytes(np.zeros(0, np.float32)),
-    "NaN-laden float WAV": lambda speech: wav_bytes(np.where(np.arange(speech.size) % 7 == 0, np.nan, speech), subtype="FLOAT"),
+    "NaN-laden float WAV": lambda speech: wav_bytes(
+        np.where(np.arange(speech.size) % 7 == 0, np.nan, speech), subtype="FLOAT"
+    ),
     "1-Hz sample rate in the header": lambda speech: claiming_rate(wav_bytes(speech), 1),
 }
 HANDLED_CLIPS = {
     "silent": lambda speech: wav_bytes(np.zeros(SAMPLE_RATE, np.float32)),
     "stereo": lambda speech: wav_bytes(np.stack([speech, 0.5 * speech], axis=1)),
-    **{f"{rate} Hz": (lambda r: lambda speech: wav_bytes(resample(speech, SAMPLE_RATE, r), r))(rate) for rate in (8000, 22050, 44100, 48000)},
+    **{
+        f"{rate} Hz": (lambda r: lambda speech: wav_bytes(resample(speech, SAMPLE_RATE, r), r))(rate)
+        for rate in (8000, 22050, 44100, 48000)
+    },
     "0.3 s": lambda speech: wav_bytes(speech[6000:10800]),
-    "2.5 s": lambda speech: wav_bytes(np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(12000, np.float32)])),
+    "2.5 s": lambda speech: wav_bytes(
+        np.concatenate([np.zeros(12000, np.float32), speech, np.zeros(12000, np.float32)])
+    ),
     "truncated mid-data": lambda speech: wav_bytes(speech)[: 44 + SAMPLE_RATE],
     "float WAV beyond full scale": lambda speech: wav_bytes(4 * speech, subtype="FLOAT"),
 }
@@ -89,7 +96,9 @@ def instruction(config, kind: str = "train", server_round: int = 1, frames: int 
     torch.manual_seed(0)
     head = build_head(config.replace(**{"encoder-frames": frames or config.encoder_frames}), TINY_HIDDEN)
     content = ConfigRecord({"server-round": server_round, "learning-rate": config.learning_rate})
-    return Message(RecordDict({"arrays": ArrayRecord(head_state(head)), "config": content}), dst_node_id=5, message_type=kind)
+    return Message(
+        RecordDict({"arrays": ArrayRecord(head_state(head)), "config": content}), dst_node_id=5, message_type=kind
+    )
 
 
 def metrics(reply: Message) -> dict:
@@ -97,7 +106,9 @@ def metrics(reply: Message) -> dict:
     return dict(reply.content["metrics"])
 
 
-def test_bad_clips_are_handled_or_skipped_and_counted_and_the_node_still_trains(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+def test_bad_clips_are_handled_or_skipped_and_counted_and_the_node_still_trains(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
     copy = Path(shutil.copytree(speech_folder, tmp_path / "speech"))
     files = partition_files(speech_folder, copy, 0)
     faults = [*SKIPPED_CLIPS.values(), *HANDLED_CLIPS.values()]
@@ -119,17 +130,24 @@ def test_bad_clips_are_handled_or_skipped_and_counted_and_the_node_still_trains(
     assert evaluated["num-examples"] > 0 and math.isfinite(evaluated["eval-loss"])
 
 
-def test_an_incoming_head_of_another_shape_comes_back_as_an_error_naming_both(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+def test_an_incoming_head_of_another_shape_comes_back_as_an_error_naming_both(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
     config = small_config(speech_folder, tiny_whisper, tmp_path)
     reply = client_app.train(instruction(config, frames=40), context(config, 5, 1))
-    assert failure_of(reply).startswith("ModelError: incoming head tensor '0.weight' has shape (128, 40, 1), expected (128, 50, 1)")
+    assert failure_of(reply).startswith(
+        "ModelError: incoming head tensor '0.weight' has shape (128, 40, 1), expected (128, 50, 1)"
+    )
 
 
-def test_a_partition_count_mismatch_comes_back_as_a_one_line_error(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+def test_a_partition_count_mismatch_comes_back_as_a_one_line_error(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
     config = small_config(speech_folder, tiny_whisper, tmp_path)
     reason = failure_of(client_app.train(instruction(config), context(config, 5, 0, num_partitions=2)))
     assert reason == (
-        f"DataSourceError: the federation simulates 2 SuperNodes, but dataset {speech_folder} makes 3 (speakers-per-node=3): "
+        "DataSourceError: the federation simulates 2 SuperNodes, "
+        f"but dataset {speech_folder} makes 3 (speakers-per-node=3): "
         'run with --federation-config "num-supernodes=3" or change speakers-per-node'
     )
 
@@ -138,14 +156,18 @@ def test_too_little_memory_is_refused_before_the_work_naming_what_to_change(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = small_config(speech_folder, tiny_whisper, tmp_path, **{"encoder-frames": 1500})
-    monkeypatch.setattr(memory, "available", lambda: (50 * 2**20, "cgroup limit 1500 MB, 1450 MB in use by its processes"))
+    monkeypatch.setattr(
+        memory, "available", lambda: (50 * 2**20, "cgroup limit 1500 MB, 1450 MB in use by its processes")
+    )
     reason = failure_of(client_app.train(instruction(config), context(config, 5, 1)))
     assert reason.startswith("MemoryLimitError: this needs about ")
     assert "only 50 MB is available (cgroup limit 1500 MB" in reason and "encoder-frames" in reason
     assert not list(tmp_path.glob("cache/features/*/*.npy"))
 
 
-def test_empty_tiny_and_single_class_nodes_do_not_train(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+def test_empty_tiny_and_single_class_nodes_do_not_train(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
     copy = Path(shutil.copytree(speech_folder, tmp_path / "speech"))
     for path in partition_files(speech_folder, copy, 0):  # node 0: every clip corrupt
         path.write_bytes(b"")
@@ -158,7 +180,10 @@ def test_empty_tiny_and_single_class_nodes_do_not_train(speech_folder: Path, tin
     replies = [metrics(client_app.train(instruction(config), context(config, 5 + node, node))) for node in range(3)]
     assert [(m["trained"], m["num-examples"]) for m in replies] == [(0, 0), (0, 1), (0, 5)]
     assert not list(tmp_path.glob("cache/features/*/*.npy"))  # nothing encoded for nothing
-    evaluated = [metrics(client_app.evaluate(instruction(config, "evaluate"), context(config, 5 + node, node))) for node in range(3)]
+    evaluated = [
+        metrics(client_app.evaluate(instruction(config, "evaluate"), context(config, 5 + node, node)))
+        for node in range(3)
+    ]
     assert [m["num-examples"] for m in evaluated] == [0, 0, 1]
     assert evaluated[2]["eval-accuracy"] in (0.0, 1.0)
 
@@ -180,11 +205,17 @@ def test_the_same_node_and_round_give_the_same_head_and_other_nodes_shuffle_diff
         assert not all(np.array_equal(first[name], other[name]) for name in first)
 
 
-def test_a_message_encodes_only_the_clips_it_uses(speech_folder: Path, tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_message_encodes_only_the_clips_it_uses(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = small_config(speech_folder, tiny_whisper, tmp_path)
     encoded: list[int] = []
     original = encoder.Encoder.encode
-    monkeypatch.setattr(encoder.Encoder, "encode", lambda self, waves, batches: (encoded.append(sum(map(len, batches))), original(self, waves, batches))[1])
+    monkeypatch.setattr(
+        encoder.Encoder,
+        "encode",
+        lambda self, waves, batches: (encoded.append(sum(map(len, batches))), original(self, waves, batches))[1],
+    )
     clips = data.node_clips(data.node_items(context(config, 5, 1).node_config), config)
     train, held_out = data.split_for_evaluation(len(clips), config.eval_fraction, config.seed)
     client_app.evaluate(instruction(config, "evaluate"), context(config, 5, 1))
@@ -198,6 +229,7 @@ def test_a_message_encodes_only_the_clips_it_uses(speech_folder: Path, tiny_whis
 
 
 def test_importing_the_clientapp_loads_neither_transformers_nor_datasets_nor_audio_decoders() -> None:
-    probe = "import sys, whisper_example.client_app; print(sorted(m for m in ('transformers', 'datasets', 'soundfile', 'scipy', 'flwr_datasets') if m in sys.modules))"
+    heavy = ("transformers", "datasets", "soundfile", "scipy", "flwr_datasets")
+    probe = f"import sys, whisper_example.client_app; print(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

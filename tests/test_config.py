@@ -48,7 +48,9 @@ def test_bad_value_names_the_key_and_the_valid_range(key: str, value: object, me
 
 
 def test_unknown_and_missing_keys_are_named() -> None:
-    with pytest.raises(ConfigError, match=r"unknown run config key\(s\) \['num-round'\]; valid keys: num-server-rounds"):
+    with pytest.raises(
+        ConfigError, match=r"unknown run config key\(s\) \['num-round'\]; valid keys: num-server-rounds"
+    ):
         RunConfig.from_mapping(defaults(**{"num-round": 3}))
     values = defaults()
     del values["seed"]

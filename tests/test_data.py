@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, TEST_KEYWORDS, TEST_WORDS, run_config, small_config
+
 from whisper_example.audio import SAMPLE_RATE
 from whisper_example.config import SILENCE
 from whisper_example.data import (
@@ -74,7 +74,9 @@ def test_an_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch: pytest.Mon
         raise ConnectionError("Couldn't reach 'google/speech_commands' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr("datasets.load_dataset", offline)
-    with pytest.raises(DataSourceError, match=r"dataset 'google/speech_commands' could not be loaded.*--run-config \"dataset="):
+    with pytest.raises(
+        DataSourceError, match=r"dataset 'google/speech_commands' could not be loaded.*--run-config \"dataset="
+    ):
         load_source("google/speech_commands", "v0.02")
 
 
@@ -93,7 +95,9 @@ def test_partitions_group_speakers_and_cover_the_train_split(speech_folder: Path
 
 def test_a_federation_size_mismatch_names_the_federation_config_to_use(speech_folder: Path) -> None:
     count = count_partitions(str(speech_folder), "", 3)
-    with pytest.raises(DataSourceError, match=f"simulates {count + 1} SuperNodes.*--federation-config \"num-supernodes={count}\""):
+    with pytest.raises(
+        DataSourceError, match=f'simulates {count + 1} SuperNodes.*--federation-config "num-supernodes={count}"'
+    ):
         partition_rows(str(speech_folder), "", 3, 0, count + 1)
 
 
@@ -114,7 +118,9 @@ def test_a_corrupt_clip_is_skipped_and_counted(tmp_path: Path) -> None:
     soundfile.write(silent, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, format="WAV")
     good = {"bytes": silent.getvalue(), "path": "good.wav"}
     bad = {"bytes": b"RIFF\x00\x00garbage", "path": "bad.wav"}
-    rows = Dataset.from_list([{"audio": good, "word": "yes", "speaker_id": "a"}, {"audio": bad, "word": "no", "speaker_id": "a"}])
+    rows = Dataset.from_list(
+        [{"audio": good, "word": "yes", "speaker_id": "a"}, {"audio": bad, "word": "no", "speaker_id": "a"}]
+    )
     clips = prepare_rows(rows, run_config(), (), seed=0)
     assert clips.skipped == 1 and clips.labels.tolist() == [0]
     assert clips.pcm().shape == (1, SAMPLE_RATE)
@@ -171,6 +177,8 @@ def test_a_preprocessed_partition_loads_without_datasets_or_audio_decoders(speec
         f"clips = node_clips(node_items({{'local-data': '{tmp_path / 'partition_1'}'}}), run_config()); "
         "print(len(clips), sorted(m for m in ('datasets', 'soundfile', 'scipy', 'transformers') if m in sys.modules))"
     )
-    probed = subprocess.run([sys.executable, "-c", probe], cwd=REPO / "tests", capture_output=True, text=True, check=True)
+    probed = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO / "tests", capture_output=True, text=True, check=True
+    )
     simulated = node_clips(node_items({"partition-id": 1, "num-partitions": 3}), run_config(dataset=str(speech_disk)))
     assert probed.stdout.split(None, 1) == [str(len(simulated)), "[]\n"]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
-
 from conftest import small_config
+
 from whisper_example.data import class_of, count_partitions, partition_rows, silence_count
 from whisper_example.dataset_plots import LABEL_DISTRIBUTION, PARTITION_SIZES, main, node_class_counts
 
@@ -23,7 +23,16 @@ def test_counts_are_the_partitions_words_plus_their_silence(speech_folder: Path,
 
 
 def test_the_command_draws_both_pictures(speech_folder: Path, tmp_path: Path, capsys) -> None:
-    args = ["--dataset", str(speech_folder), "--keywords", "yes,no,up,down", "--speakers-per-node", "3", "--max-partitions", "2"]
+    args = [
+        "--dataset",
+        str(speech_folder),
+        "--keywords",
+        "yes,no,up,down",
+        "--speakers-per-node",
+        "3",
+        "--max-partitions",
+        "2",
+    ]
     paths = main([*args, "--out", str(tmp_path)])
     assert [path.name for path in paths] == [PARTITION_SIZES, LABEL_DISTRIBUTION]
     assert capsys.readouterr().out.split() == [str(path) for path in paths]

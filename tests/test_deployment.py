@@ -19,9 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REAL_WHISPER, REPO, TEST_KEYWORDS, run_config, simulation_config
-from harness import Deployment, HarnessError, MemoryGroup, harness_processes, make_supernode_keys, make_tls_files, port_listening
+from harness import (
+    Deployment,
+    HarnessError,
+    MemoryGroup,
+    harness_processes,
+    make_supernode_keys,
+    make_tls_files,
+    port_listening,
+)
+
 from whisper_example.data import DataSourceError, node_clips, node_items, read_partition, split_for_evaluation
 
 GIB = 2**30
@@ -42,7 +50,10 @@ def partitions(speech_disk: Path, tmp_path_factory: pytest.TempPathFactory) -> l
 def train_sizes(folders: list[Path]) -> list[int]:
     """How many clips each partition trains on (the rest is held out for evaluation)."""
     config = run_config()
-    return [len(split_for_evaluation(len(read_partition(f, config.class_names)), config.eval_fraction, config.seed)[0]) for f in folders]
+    return [
+        len(split_for_evaluation(len(read_partition(f, config.class_names)), config.eval_fraction, config.seed)[0])
+        for f in folders
+    ]
 
 
 def deployment_config(work: Path, model: Path, **overrides: object) -> dict[str, object]:
@@ -65,9 +76,15 @@ def results_of(work: Path) -> dict:
         ({"partition-id": 0}, "nor 'partition-id'/'num-partitions'"),
         ({"local-data": " "}, "node config 'local-data' is empty"),
         ({"local-data": "{tmp}/missing"}, "node config 'local-data' = '{tmp}/missing': no such file or folder"),
-        ({"local-data": "{tmp}/a-file.txt"}, "node config 'local-data' = '{tmp}/a-file.txt': is a file, expected a folder"),
+        (
+            {"local-data": "{tmp}/a-file.txt"},
+            "node config 'local-data' = '{tmp}/a-file.txt': is a file, expected a folder",
+        ),
         ({"local-data": "{tmp}/empty"}, "node config 'local-data' = '{tmp}/empty': {tmp}/empty: no clips found"),
-        ({"local-data": "{tmp}/not-a-partition"}, "node config 'local-data' = '{tmp}/not-a-partition': {tmp}/not-a-partition is not a partition"),
+        (
+            {"local-data": "{tmp}/not-a-partition"},
+            "node config 'local-data' = '{tmp}/not-a-partition': {tmp}/not-a-partition is not a partition",
+        ),
     ],
 )
 def test_local_data_problems_name_the_key_and_the_path(node_config: dict, expected: str, tmp_path: Path) -> None:
@@ -83,7 +100,9 @@ def test_local_data_problems_name_the_key_and_the_path(node_config: dict, expect
 
 def test_a_relative_local_data_path_is_shown_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataSourceError, match=f"'{tmp_path}/data/partition_0': no such file or folder.*use an absolute path"):
+    with pytest.raises(
+        DataSourceError, match=f"'{tmp_path}/data/partition_0': no such file or folder.*use an absolute path"
+    ):
         node_clips(node_items({"local-data": "data/partition_0"}), run_config())
 
 
@@ -108,9 +127,16 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
         pytest.skip(str(error))
     outcome: dict = {"model": model}
     with Deployment(REPO, work / "federation") as deployment:
-        nodes = [deployment.start_supernode(f"node{i}", {"local-data": str(partitions[i])}, wait=False, memory_limit=int(1.5 * GIB)) for i in (0, 1)]
+        nodes = [
+            deployment.start_supernode(
+                f"node{i}", {"local-data": str(partitions[i])}, wait=False, memory_limit=int(1.5 * GIB)
+            )
+            for i in (0, 1)
+        ]
         deployment.wait_connected(*nodes)
-        full = deployment_config(work / "full", model, **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "encoder-frames": 1500})
+        full = deployment_config(
+            work / "full", model, **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "encoder-frames": 1500}
+        )
         outcome["full"] = deployment.run(full, timeout=RUN_TIMEOUT)
         outcome["full-peaks"] = [node.memory.peak_bytes() for node in nodes]
         for node in nodes:
@@ -126,18 +152,24 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
     return outcome
 
 
-def test_two_supernodes_train_and_evaluate_every_round_inside_a_pi_sized_memory_limit(limited: dict, partitions: list[Path]) -> None:
+def test_two_supernodes_train_and_evaluate_every_round_inside_a_pi_sized_memory_limit(
+    limited: dict, partitions: list[Path]
+) -> None:
     for name in ("full", "short"):
         assert limited[name].completed, limited[name].describe()
     for entry in limited["results"]["full"]["rounds"]:
-        assert entry["clients"]["trained"] == 2 and entry["clients"]["evaluated"] == 2 and entry["failures"] == [], entry
+        assert entry["clients"]["trained"] == 2 and entry["clients"]["evaluated"] == 2 and entry["failures"] == [], (
+            entry
+        )
         assert entry["train"]["num-examples"] == sum(train_sizes(partitions[:2]))
         assert all(math.isfinite(value) for value in entry["federated-evaluation"].values())
     assert limited["oom-kills"] == [0, 0]
     assert max(limited["full-peaks"]) < 1.5 * GIB and max(limited["short-peaks"]) < GIB
-    print(f"\n[deployment] model {limited['model'].name}: peak memory per SuperNode (with its ClientApps) "
-          f"{[f'{p / 2**20:.0f} MiB' for p in limited['full-peaks']]} at 1500 frames, "
-          f"{[f'{p / 2**20:.0f} MiB' for p in limited['short-peaks']]} at 50 frames")
+    print(
+        f"\n[deployment] model {limited['model'].name}: peak memory per SuperNode (with its ClientApps) "
+        f"{[f'{p / 2**20:.0f} MiB' for p in limited['full-peaks']]} at 1500 frames, "
+        f"{[f'{p / 2**20:.0f} MiB' for p in limited['short-peaks']]} at 50 frames"
+    )
 
 
 def test_after_its_first_round_a_node_reads_its_features_instead_of_encoding(limited: dict) -> None:
@@ -170,7 +202,12 @@ def secure(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest.
     data = {"good": partitions[0], "vanishing": partitions[1], "wrong-path": missing, "intruder": partitions[2]}
     with Deployment(REPO, work / "federation", tls=tls, supernode_auth=True) as deployment:
         registered = {name: deployment.register(keys[name][1]) for name in names[:3]}
-        nodes = {name: deployment.start_supernode(name, {"local-data": str(data[name])}, private_key=keys[name][0], wait=False) for name in names}
+        nodes = {
+            name: deployment.start_supernode(
+                name, {"local-data": str(data[name])}, private_key=keys[name][0], wait=False
+            )
+            for name in names
+        }
         deployment.wait_connected(*(nodes[name] for name in names[:3]))
         intruder_exit = deployment.wait_exited(nodes["intruder"])
         killed: dict[str, float] = {}
@@ -181,10 +218,17 @@ def secure(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest.
                 deployment.kill_supernode("vanishing")
                 killed["at"] = time.monotonic()
 
-        run = deployment.run(deployment_config(work, tiny_whisper, **{"num-server-rounds": 2}), timeout=RUN_TIMEOUT, while_running=kill_when_training)
+        run = deployment.run(
+            deployment_config(work, tiny_whisper, **{"num-server-rounds": 2}),
+            timeout=RUN_TIMEOUT,
+            while_running=kill_when_training,
+        )
         assert killed, "the vanishing SuperNode never received a training message\n" + nodes["vanishing"].log()[-3000:]
-        return {"run": run, "results": results_of(work), "nodes": nodes, "registered": registered, "intruder-exit": intruder_exit,
-                "listed": deployment.listed_supernodes(), "superlink-log": deployment.superlink_log(), "missing": missing}  # fmt: skip
+        listed, superlink_log = deployment.listed_supernodes(), deployment.superlink_log()
+    return {
+        "run": run, "results": results_of(work), "nodes": nodes, "registered": registered, "missing": missing,
+        "intruder-exit": intruder_exit, "listed": listed, "superlink-log": superlink_log,
+    }  # fmt: skip
 
 
 def test_registered_supernodes_train_over_tls_and_an_unregistered_key_is_refused(secure: dict) -> None:
@@ -213,5 +257,7 @@ def test_a_supernode_killed_mid_round_fails_that_round_under_its_own_id_and_the_
     (unavailable,) = [failure for failure in first["failures"] if "Node Unavailable" in failure["reason"]]
     assert unavailable["node"] == vanished.node_id
     # The next round samples only the SuperNodes still online.
-    assert (second["clients"]["sampled"], second["clients"]["trained"], second["clients"]["failed"]) == (2, 1, 1), second
+    assert (second["clients"]["sampled"], second["clients"]["trained"], second["clients"]["failed"]) == (2, 1, 1), (
+        second
+    )
     assert vanished.killed and {int(n["node-id"]): n["status"] for n in secure["listed"]}[vanished.node_id] == "offline"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, TINY_HIDDEN, run_config
+
 from whisper_example.audio import SAMPLE_RATE, to_pcm16
 from whisper_example.data import Clips, in_memory_clips
 from whisper_example.encoder import ModelError, clip_features, load_encoder, whisper_config
@@ -54,7 +54,9 @@ def test_a_short_encoder_keeps_the_first_pretrained_positions(tiny_whisper: Path
 
 @pytest.mark.parametrize("frames", [50, 1500])
 def test_features_have_one_row_per_encoder_frame(tiny_whisper: Path, tmp_path: Path, frames: int) -> None:
-    features = clip_features(tones(2, 2, 0), np.arange(4), config_for(tiny_whisper, tmp_path, **{"encoder-frames": frames}), device="cpu")
+    features = clip_features(
+        tones(2, 2, 0), np.arange(4), config_for(tiny_whisper, tmp_path, **{"encoder-frames": frames}), device="cpu"
+    )
     assert all_features(features).shape == (4, frames, TINY_HIDDEN)
 
 
@@ -70,7 +72,9 @@ def test_a_model_that_is_not_whisper_is_refused_naming_model_name(tmp_path: Path
 
 def test_stored_features_equal_freshly_encoded_ones_and_train_the_same_head(tiny_whisper: Path, tmp_path: Path) -> None:
     clips = tones(3, 8, seed=2)
-    on_the_fly = clip_features(clips, np.arange(24), config_for(tiny_whisper, tmp_path / "off", **{"cache-size-gb": 0.0}), device="cpu")
+    on_the_fly = clip_features(
+        clips, np.arange(24), config_for(tiny_whisper, tmp_path / "off", **{"cache-size-gb": 0.0}), device="cpu"
+    )
     stored = clip_features(clips, np.arange(24), config_for(tiny_whisper, tmp_path / "on"), device="cpu")
     assert on_the_fly.on_the_fly and not stored.on_the_fly and len(shards(tmp_path / "on")) == 1
     torch.testing.assert_close(all_features(stored), all_features(on_the_fly).half().float())
@@ -81,7 +85,10 @@ def test_stored_features_equal_freshly_encoded_ones_and_train_the_same_head(tiny
         train_head(head, features, epochs=2, learning_rate=1e-3, batch_size=4, seed=0)
         return head.state_dict()
 
-    first, second = trained(stored), trained(clip_features(clips, np.arange(24), config_for(tiny_whisper, tmp_path / "on"), device="cpu"))
+    first, second = (
+        trained(stored),
+        trained(clip_features(clips, np.arange(24), config_for(tiny_whisper, tmp_path / "on"), device="cpu")),
+    )
     assert all(torch.equal(first[name], second[name]) for name in first)
     assert len(shards(tmp_path / "on")) == 1  # the second run only read
 
@@ -127,7 +134,9 @@ def test_a_cached_node_reads_features_without_transformers(tiny_whisper: Path, t
         f"f = clip_features(tones(2, 3, seed=5), np.arange(6), config_for(Path('{tiny_whisper}'), Path('{tmp_path}')), "
         "device='cpu'); print(tuple(all_features(f).shape), 'transformers' in sys.modules, f.on_the_fly)"
     )
-    probed = subprocess.run([sys.executable, "-c", probe], cwd=REPO / "tests", capture_output=True, text=True, check=True)
+    probed = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO / "tests", capture_output=True, text=True, check=True
+    )
     assert probed.stdout.strip() == f"(6, 50, {TINY_HIDDEN}) False False"
 
 
@@ -137,3 +146,38 @@ def test_mixed_precision_features_stay_close_to_float32(tiny_whisper: Path, tmp_
     config = config_for(tiny_whisper, tmp_path, **{"encoder-precision": "bfloat16"})
     mixed = all_features(clip_features(clips, np.arange(8), config, device="cpu"))
     assert 0 < (mixed - exact).norm() / exact.norm() < 0.05
+
+
+def test_on_the_fly_features_are_encoded_in_the_encoders_batches_whatever_the_consumers(
+    tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from whisper_example import encoder
+
+    config = config_for(tiny_whisper, tmp_path, **{"cache-size-gb": 0.0, "encoder-frames": 1500})  # 4 clips per call
+    sizes: list[int] = []
+    original = encoder.Encoder.encode
+    monkeypatch.setattr(
+        encoder.Encoder,
+        "encode",
+        lambda self, waves, batches: (sizes.extend(map(len, batches)), original(self, waves, batches))[1],
+    )
+    features = clip_features(tones(2, 5, seed=7), np.arange(10), config, device="cpu")
+    assert [len(labels) for _, labels in features.batches(np.arange(10), 7)] == [7, 3]
+    assert sizes == [4, 3, 3]
+
+
+def test_storing_features_never_evicts_the_clips_being_read(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
+    from conftest import small_config
+
+    from whisper_example.data import prepare_split
+
+    config = small_config(speech_folder, tiny_whisper, tmp_path, **{"encoder-precision": "float32"})
+    clips = prepare_split(config, "train", progress=False)
+    (prepared,) = (tmp_path / "cache" / "clips").glob("*.arrow")
+    tight = config.replace(
+        **{"cache-size-gb": (prepared.stat().st_size + 10_000) / 1e9}
+    )  # features (~110 KB) do not fit
+    assert clip_features(clips, np.arange(len(clips)), tight, device="cpu").on_the_fly
+    assert prepared.exists()

@@ -24,7 +24,24 @@ from whisper_example.audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioError, d
 FUZZ = settings(max_examples=150, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow])
 
 COMMON_RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 96000)
-ODD_RATES = (-44100, -1, 0, 1, 7, MIN_RATE - 1, MIN_RATE, 16001, 44101, 99991, 383987, MAX_RATE, MAX_RATE + 1, 999983, 10**9, 2**31 - 1)
+ODD_RATES = (
+    -44100,
+    -1,
+    0,
+    1,
+    7,
+    MIN_RATE - 1,
+    MIN_RATE,
+    16001,
+    44101,
+    99991,
+    383987,
+    MAX_RATE,
+    MAX_RATE + 1,
+    999983,
+    10**9,
+    2**31 - 1,
+)
 
 
 def usable_clip_or_audio_error(function, *args) -> np.ndarray | None:
@@ -84,7 +101,11 @@ def audio_files(draw: st.DrawFn) -> tuple[bytes, int, int, bool]:
     then maybe damaged. Returns (bytes, frames, rate, intact)."""
     container = draw(st.sampled_from(sorted(FORMATS)))
     subtype = draw(st.sampled_from(FORMATS[container]))
-    rate = draw(st.sampled_from(COMMON_RATES) if container == "FLAC" else st.sampled_from(COMMON_RATES + (1000, 7919, 44101, 200_000)))
+    rate = draw(
+        st.sampled_from(COMMON_RATES)
+        if container == "FLAC"
+        else st.sampled_from(COMMON_RATES + (1000, 7919, 44101, 200_000))
+    )
     channels = draw(st.integers(1, 3))
     frames = draw(st.integers(1, 3000))
     values = st.floats(-1.5, 1.5, width=32) if subtype not in ("FLOAT", "DOUBLE") else st.floats(width=32)
@@ -106,7 +127,9 @@ def audio_files(draw: st.DrawFn) -> tuple[bytes, int, int, bool]:
 
 @FUZZ
 @given(audio_files())
-def test_decode_of_real_and_damaged_audio_files_gives_a_usable_clip_or_an_audio_error(file: tuple[bytes, int, int, bool]) -> None:
+def test_decode_of_real_and_damaged_audio_files_gives_a_usable_clip_or_an_audio_error(
+    file: tuple[bytes, int, int, bool],
+) -> None:
     payload, frames, rate, intact = file
     audio = usable_clip_or_audio_error(lambda: decode(payload, name="fuzz"))
     if intact:  # an undamaged file of finite samples at a real rate always decodes
@@ -138,7 +161,9 @@ any_samples = hnp.arrays(
 @example(np.zeros(16000, np.float32), 1)
 @example(np.full(100, 3e38, np.float32), 44100)
 @example(np.float32(0.5), SAMPLE_RATE)
-def test_to_mono_16k_of_arbitrary_arrays_and_rates_gives_a_usable_clip_or_an_audio_error(samples: np.ndarray, rate: int) -> None:
+def test_to_mono_16k_of_arbitrary_arrays_and_rates_gives_a_usable_clip_or_an_audio_error(
+    samples: np.ndarray, rate: int
+) -> None:
     usable_clip_or_audio_error(lambda: to_mono_16k(samples, rate))
 
 

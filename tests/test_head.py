@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_HIDDEN, run_config
 from test_encoder import tones
+
 from whisper_example.encoder import ModelError, clip_features
 from whisper_example.head import (
     balanced_order,
@@ -15,17 +15,28 @@ from whisper_example.head import (
     count_parameters,
     evaluate_head,
     load_head_state,
+    optimizer,
     summarise,
     train_head,
 )
 
 
 def test_the_reference_head_has_781964_parameters() -> None:
-    assert count_parameters(build_head(run_config(**{"encoder-frames": 1500, "keywords": "yes,no,up,down,left,right,on,off,stop,go"}), 384)) == 781_964
+    assert (
+        count_parameters(
+            build_head(
+                run_config(**{"encoder-frames": 1500, "keywords": "yes,no,up,down,left,right,on,off,stop,go"}), 384
+            )
+        )
+        == 781_964
+    )
 
 
 def test_a_short_context_head_is_smaller_by_its_first_layer_only() -> None:
-    full, short = build_head(run_config(**{"encoder-frames": 1500}), 384), build_head(run_config(**{"encoder-frames": 50}), 384)
+    full, short = (
+        build_head(run_config(**{"encoder-frames": 1500}), 384),
+        build_head(run_config(**{"encoder-frames": 50}), 384),
+    )
     assert count_parameters(full) - count_parameters(short) == (1500 - 50) * 128
 
 
@@ -62,3 +73,42 @@ def test_metrics_come_from_the_confusion_matrix() -> None:
     assert result.accuracy == pytest.approx(5 / 6) and result.loss == pytest.approx(1.0)
     assert result.per_class_accuracy[:2] == pytest.approx([0.75, 1.0]) and np.isnan(result.per_class_accuracy[2])
     assert result.macro_f1 == pytest.approx((2 * 3 / 7 + 2 * 2 / 5) / 2)
+
+
+class ClassMeans:
+    """Features at the real shapes (frames x 384): a mean per class plus noise, in batches."""
+
+    def __init__(self, frames: int, clips: int, classes: int = 12) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.means = 0.3 * torch.randn(classes, frames, 384, generator=generator)
+        self.labels = torch.arange(clips) % classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, order: np.ndarray, batch_size: int, drop_last: bool = False):
+        generator = torch.Generator().manual_seed(1)
+        for start in range(0, len(order) - len(order) % batch_size, batch_size):
+            labels = self.labels[torch.as_tensor(order[start : start + batch_size])]
+            yield self.means[labels] + torch.randn(len(labels), *self.means.shape[1:], generator=generator), labels
+
+
+@pytest.mark.parametrize("frames", [50, 1500])
+def test_the_training_loss_does_not_climb_in_the_first_epoch(frames: int) -> None:
+    config = run_config(**{"encoder-frames": frames, "keywords": "yes,no,up,down,left,right,on,off,stop,go"})
+    data = ClassMeans(frames, clips=96)
+    losses = {}
+    for name in ("one rate for all", "rates by fan-in"):
+        torch.manual_seed(0)
+        head = build_head(config, 384)
+        adam = torch.optim.Adam(head.parameters(), lr=1e-3) if name == "one rate for all" else optimizer(head, 1e-3)
+        losses[name] = []
+        for features, labels in data.batches(balanced_order(data.labels, torch.Generator().manual_seed(0)), 8):
+            loss = torch.nn.functional.cross_entropy(head(features), labels)
+            adam.zero_grad()
+            loss.backward()
+            adam.step()
+            losses[name].append(loss.item())
+    start = losses["rates by fan-in"][0]
+    assert max(losses["rates by fan-in"]) < 1.2 * start and np.mean(losses["rates by fan-in"][-3:]) < start
+    assert max(losses["one rate for all"]) > 2 * start  # what the fan-in rates prevent

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
-
 from conftest import REPO
+
 from whisper_example.config import DEFAULT_KEYWORDS, SILENCE, UNKNOWN
 from whisper_example.plots import (
     ACCURACY_LOSS,
@@ -35,7 +35,11 @@ def rounds() -> list[dict[str, object]]:
             entry["train"] = {"train-loss": 2.2 / server_round, "train-accuracy": 0.18 * server_round}
         central = {1: (0.25, 1.9), 3: (math.nan, 1.1), 4: (0.7, None)}.get(server_round)
         if central:
-            entry["central-evaluation"] = {"accuracy": central[0], "loss": central[1], "per-class-accuracy": {n: 0.5 for n in NAMES}}
+            entry["central-evaluation"] = {
+                "accuracy": central[0],
+                "loss": central[1],
+                "per-class-accuracy": {n: 0.5 for n in NAMES},
+            }
         entries.append(entry)
     return entries
 
@@ -43,7 +47,9 @@ def rounds() -> list[dict[str, object]]:
 def write_run(path: Path, entries: list, test: dict | None, **config: object) -> Path:
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps(config))
-    (path / "results.json").write_text(json.dumps({"status": "completed", "rounds": entries, "test": test}, allow_nan=True))
+    (path / "results.json").write_text(
+        json.dumps({"status": "completed", "rounds": entries, "test": test}, allow_nan=True)
+    )
     return path
 
 
@@ -84,6 +90,8 @@ def test_runs_with_nothing_to_plot(tmp_path: Path) -> None:
 
 def test_the_command_redraws_a_run(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "run", rounds(), None)
-    done = subprocess.run([sys.executable, "-m", "whisper_example.plots", str(run_dir)], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "whisper_example.plots", str(run_dir)], cwd=REPO, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(run_dir / ACCURACY_LOSS), str(run_dir / PER_CLASS_ACCURACY)]

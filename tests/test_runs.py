@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_config
+
 from whisper_example.runs import CheckpointError, RunFolder, load_checkpoint
 
 
@@ -98,7 +98,10 @@ def test_resume_continues_after_the_last_recorded_checkpoint(run: RunFolder) -> 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"encoder-frames": 100}, r"differs in \['encoder-frames'\].*only resume-from, num-server-rounds, central-eval, log-to"),
+        (
+            {"encoder-frames": 100},
+            r"differs in \['encoder-frames'\].*only resume-from, num-server-rounds, central-eval, log-to",
+        ),
         ({"num-server-rounds": 2}, "num-server-rounds=2 is fewer than the 3 the run planned"),
         ({"num-server-rounds": 5, "lr-schedule": "cosine"}, r"differs in \['lr-schedule'\]"),
     ],

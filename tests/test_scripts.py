@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, run_config
+
 from whisper_example.data import node_clips, node_items, read_partition
 from whisper_example.runs import load_checkpoint
 
@@ -25,7 +25,9 @@ def centralized(dataset: Path, model: Path, work: Path, *extra: str) -> subproce
     )  # fmt: skip
 
 
-def test_centralized_writes_a_run_folder_like_a_flower_run(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+def test_centralized_writes_a_run_folder_like_a_flower_run(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
     printed = centralized(speech_folder, tiny_whisper, tmp_path, "--epochs", "2").stdout
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
     results = json.loads((run_dir / "results.json").read_text())
@@ -39,8 +41,16 @@ def test_centralized_writes_a_run_folder_like_a_flower_run(speech_folder: Path, 
     assert "epoch 2:" in printed and "test accuracy" in printed
 
     # Again from the best head, compiled: the clips and features are read from the cache.
-    again = centralized(speech_folder, tiny_whisper, tmp_path / "again", "--epochs", "1", "--compile", "--checkpoint", str(run_dir / "best.pt"),
-                        "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    options = [
+        "--epochs",
+        "1",
+        "--compile",
+        "--checkpoint",
+        str(run_dir / "best.pt"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    again = centralized(speech_folder, tiny_whisper, tmp_path / "again", *options)
     assert "encoding" not in again.stdout and "preparing the" not in again.stdout + again.stderr
     (second,) = (tmp_path / "again" / "outputs").glob("*/*")
     assert load_checkpoint(second / "final_head.pt")["head"]["0.weight"].shape == (128, 50, 1)
@@ -54,8 +64,10 @@ def test_centralized_refuses_a_bad_option_before_any_work(tmp_path: Path) -> Non
 
 
 def test_a_centralized_run_that_fails_says_so_in_its_folder(tiny_whisper: Path, tmp_path: Path) -> None:
-    result = run("centralized.py", "--dataset", str(tmp_path / "nowhere"), "--model-name", str(tiny_whisper),
-                 "--output-dir", str(tmp_path / "outputs"), "--cache-dir", str(tmp_path / "cache"), check=False)  # fmt: skip
+    paths = ["--output-dir", str(tmp_path / "outputs"), "--cache-dir", str(tmp_path / "cache")]
+    result = run(
+        "centralized.py", "--dataset", str(tmp_path / "nowhere"), "--model-name", str(tiny_whisper), *paths, check=False
+    )
     assert result.returncode != 0 and "does not exist" in result.stderr
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
     assert json.loads((run_dir / "results.json").read_text())["status"] == "failed"
@@ -69,7 +81,10 @@ def test_preprocess_writes_the_partitions_the_simulation_uses(speech_disk: Path,
 
     run("preprocess.py", *common, "--partition-id", "0", "--output-dir", str(tmp_path / "one"))
     names = run_config().class_names
-    single, whole = read_partition(tmp_path / "one" / "partition_0", names), read_partition(tmp_path / "all" / "partition_0", names)
+    single, whole = (
+        read_partition(tmp_path / "one" / "partition_0", names),
+        read_partition(tmp_path / "all" / "partition_0", names),
+    )
     simulated = node_clips(node_items({"partition-id": 0, "num-partitions": 3}), run_config(dataset=str(speech_disk)))
     assert np.array_equal(single.pcm(), whole.pcm()) and np.array_equal(single.pcm(), simulated.pcm())
     assert np.array_equal(single.digests, simulated.digests)

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+from conftest import simulation_config
 from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid
 
-from conftest import simulation_config
 from whisper_example import client_app, server_app
 from whisper_example.data import count_partitions
 from whisper_example.runs import load_checkpoint
@@ -22,12 +22,16 @@ pytestmark = pytest.mark.usefixtures("serverapp_identity")
 class InProcessGrid(Grid):
     """A federation in this process: node i is simulated partition i of `num_partitions`."""
 
-    def __init__(self, run_config: dict, num_partitions: int, before_round: Callable[[int], None] = lambda _: None) -> None:
+    def __init__(
+        self, run_config: dict, num_partitions: int, before_round: Callable[[int], None] = lambda _: None
+    ) -> None:
+        node_configs = {
+            100 + pid: {"partition-id": pid, "num-partitions": num_partitions} for pid in range(num_partitions)
+        }
         self.contexts = {
-            100 + pid: Context(run_id=1, node_id=100 + pid, node_config={"partition-id": pid, "num-partitions": num_partitions},
-                               state=RecordDict(), run_config=run_config)
-            for pid in range(num_partitions)
-        }  # fmt: skip
+            node: Context(run_id=1, node_id=node, node_config=node_config, state=RecordDict(), run_config=run_config)
+            for node, node_config in node_configs.items()
+        }
         self.before_round = before_round
 
     def get_node_ids(self) -> Iterable[int]:
@@ -60,8 +64,12 @@ class Crash(BaseException):
     """The machine going down mid-run (not an error the ServerApp could handle)."""
 
 
-def test_a_crashed_run_resumes_without_lost_or_repeated_rounds(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
-    config = simulation_config(speech_folder, tiny_whisper, tmp_path, **{"num-server-rounds": 4, "lr-schedule": "cosine"})
+def test_a_crashed_run_resumes_without_lost_or_repeated_rounds(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
+    config = simulation_config(
+        speech_folder, tiny_whisper, tmp_path, **{"num-server-rounds": 4, "lr-schedule": "cosine"}
+    )
     nodes = count_partitions(str(speech_folder), "", 3)
 
     def crash_in_round_3(server_round: int) -> None:
@@ -77,11 +85,15 @@ def test_a_crashed_run_resumes_without_lost_or_repeated_rounds(speech_folder: Pa
     _, results = results_of(tmp_path / "outputs")
     assert results["status"] == "completed" and [entry["round"] for entry in results["rounds"]] == [1, 2, 3, 4]
     rates = [entry["learning-rate"] for entry in results["rounds"]]
-    assert rates == sorted(rates, reverse=True) and rates[-1] == pytest.approx(0.0, abs=1e-12)  # one cosine over 4 rounds
+    assert rates == sorted(rates, reverse=True) and rates[-1] == pytest.approx(
+        0.0, abs=1e-12
+    )  # one cosine over 4 rounds
     assert load_checkpoint(run_dir / "final_head.pt")["round"] == 4
 
 
-def test_a_run_in_which_no_node_ever_trains_fails_without_a_final_head(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+def test_a_run_in_which_no_node_ever_trains_fails_without_a_final_head(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
     config = simulation_config(speech_folder, tiny_whisper, tmp_path, **{"batch-size": 64})  # more than any node holds
     with pytest.raises(RunFailed, match="no node trained in any round"):
         server_app.main(InProcessGrid(config, count_partitions(str(speech_folder), "", 3)), server_context(config))
@@ -95,18 +107,25 @@ def test_a_model_that_is_not_whisper_stops_the_run_before_a_run_folder_exists(
     from transformers import BertConfig
 
     not_whisper = tmp_path / "bert"
-    BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(not_whisper)
+    BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(
+        not_whisper
+    )
     with pytest.raises(RunFailed, match=f"model-name '{not_whisper}' is a 'bert' model, not a Whisper model"):
         server_app.main(grid=None, context=server_context(simulation_config(speech_folder, not_whisper, tmp_path)))
     assert not (tmp_path / "outputs").exists()
     assert f"Run failed: model-name '{not_whisper}' is a 'bert' model" in caplog.text
 
 
-def test_an_unreachable_hub_model_names_the_override(speech_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_hub_model_names_the_override(
+    speech_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as without a network: nothing cached, nothing downloadable
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     config = simulation_config(speech_folder, tmp_path, tmp_path) | {"model-name": "openai/whisper-tiny"}
-    with pytest.raises(RunFailed, match=r"model-name 'openai/whisper-tiny' could not be loaded .*--run-config \"model-name='/models/whisper-tiny'\""):
+    with pytest.raises(
+        RunFailed,
+        match=r"'openai/whisper-tiny' could not be loaded .*--run-config \"model-name='/models/whisper-tiny'\"",
+    ):
         server_app.main(grid=None, context=server_context(config))
 
 

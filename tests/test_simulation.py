@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, simulation_config
+from conftest import REPO, TINY_HIDDEN, simulation_config
 from harness import DEFAULT_COPY_IGNORE, run_simulation
+
 from whisper_example.data import count_partitions
 from whisper_example.head import build_head
 from whisper_example.runs import load_checkpoint
@@ -42,7 +42,11 @@ def evaluate(msg: Message, context: Context) -> Message:
 def app_with_raising_clientapp(tmp_path: Path) -> Path:
     """A copy of the app whose pyproject points `clientapp` at RAISING_CLIENTAPP, with its
     federations commented out as Flower leaves them after a first `flwr run .`."""
-    app = Path(shutil.copytree(REPO, tmp_path / "app", ignore=shutil.ignore_patterns(*DEFAULT_COPY_IGNORE, "tests", "benchmarks")))
+    app = Path(
+        shutil.copytree(
+            REPO, tmp_path / "app", ignore=shutil.ignore_patterns(*DEFAULT_COPY_IGNORE, "tests", "benchmarks")
+        )
+    )
     (app / "raising_client_app.py").write_text(RAISING_CLIENTAPP)
     pyproject = app / "pyproject.toml"
     text = pyproject.read_text()
@@ -82,7 +86,8 @@ def test_every_round_records_training_federated_and_central_evaluation(simulatio
     assert results["status"] == "completed" and [entry["round"] for entry in results["rounds"]] == [1, 2]
     for entry, failed in zip(results["rounds"], (0, 1)):
         assert entry["clients"] == {
-            "sampled": nodes, "replied": nodes, "trained": nodes - failed, "untrained": 0, "rejected": 0, "failed": failed,
+            "sampled": nodes, "replied": nodes, "trained": nodes - failed, "untrained": 0, "rejected": 0,
+            "failed": failed,
             "evaluated": nodes, "evaluate-failed": 0,
         }, entry  # fmt: skip
         assert all(math.isfinite(value) for value in entry["train"].values())
@@ -105,7 +110,9 @@ def test_the_run_folder_holds_the_config_plots_and_a_loadable_final_head(simulat
     assert config["encoder-frames"] == 50 and config["num-server-rounds"] == 2
     head = build_head(run_config_from(config), TINY_HIDDEN)
     head.load_state_dict(load_checkpoint(run_dir / "final_head.pt")["head"])
-    assert {"accuracy_loss.png", "confusion_matrix.png", "per_class_accuracy.png", "best.pt"} <= {p.name for p in run_dir.iterdir()}
+    assert {"accuracy_loss.png", "confusion_matrix.png", "per_class_accuracy.png", "best.pt"} <= {
+        p.name for p in run_dir.iterdir()
+    }
     assert f"Run folder: {run_dir}" in run.output
 
 
@@ -120,17 +127,25 @@ def test_the_log_says_what_the_server_did_and_no_deprecation_comes_from_the_proj
     assert f"Classification head: {50 * 128 + 128 + 128 * TINY_HIDDEN * 6 + 6:,} parameters" in run.output
     assert f"averaging {nodes} of {nodes} replies" in run.output
     assert f"configure_evaluate: {nodes} nodes ({nodes} of them trained this round)" in run.output
-    assert "deprecated" not in run.output.lower(), [line for line in run.output.splitlines() if "deprecated" in line.lower()]
+    assert "deprecated" not in run.output.lower(), [
+        line for line in run.output.splitlines() if "deprecated" in line.lower()
+    ]
 
 
-def test_a_federation_of_the_wrong_size_stops_after_round_1_with_the_fix(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
+def test_a_federation_of_the_wrong_size_stops_after_round_1_with_the_fix(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
     nodes = count_partitions(str(speech_folder), "", 3)
     run = run_simulation(
-        REPO, tmp_path / "flwr", num_supernodes=nodes + 1, run_config=simulation_config(speech_folder, tiny_whisper, tmp_path), timeout=300
+        REPO,
+        tmp_path / "flwr",
+        num_supernodes=nodes + 1,
+        run_config=simulation_config(speech_folder, tiny_whisper, tmp_path),
+        timeout=300,
     )
     fix = f'--federation-config "num-supernodes={nodes}"'
     assert run.status == "finished:failed" and fix in (run.status_details or ""), run.describe()
-    assert "[ROUND 2]" not in run.output and f"Run failed: every node failed in round 1: DataSourceError" in run.output
+    assert "[ROUND 2]" not in run.output and "Run failed: every node failed in round 1: DataSourceError" in run.output
     run_dir, results = results_of(tmp_path / "outputs")
     assert results["status"] == "failed" and fix in results["reason"]
     assert not (run_dir / "final_head.pt").exists()
@@ -139,6 +154,13 @@ def test_a_federation_of_the_wrong_size_stops_after_round_1_with_the_fix(speech_
 def test_gpu_federation_on_a_machine_without_gpu_says_so(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    run = run_simulation(REPO, tmp_path, num_supernodes=2, connection="local-sim-gpu", federation_config={"client-resources-num-gpus": 0.2}, timeout=300)
+    run = run_simulation(
+        REPO,
+        tmp_path,
+        num_supernodes=2,
+        connection="local-sim-gpu",
+        federation_config={"client-resources-num-gpus": 0.2},
+        timeout=300,
+    )
     assert run.status == "finished:failed", run.describe()
     assert "asks for GPUs" in run.output and "no GPU is visible on this machine" in run.output, run.describe()

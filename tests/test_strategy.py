@@ -30,7 +30,9 @@ class Nodes:
 
 def strategy(**overrides: object) -> KeywordFedAvg:
     options = dict(learning_rate=0.1, lr_schedule="constant", total_rounds=3, fraction_train=1.0, fraction_evaluate=1.0)
-    return KeywordFedAvg(**options | {"min_train_nodes": 1, "min_evaluate_nodes": 1, "min_available_nodes": 1} | overrides)
+    return KeywordFedAvg(
+        **options | {"min_train_nodes": 1, "min_evaluate_nodes": 1, "min_available_nodes": 1} | overrides
+    )
 
 
 def instructions(fedavg: KeywordFedAvg, node_ids: list[int]) -> dict[int, Message]:
@@ -108,7 +110,11 @@ def test_evaluation_goes_to_nodes_that_just_trained() -> None:
 
 @pytest.mark.parametrize(
     ("schedule", "expected"),
-    [("constant", [1, 1, 1, 1, 1, 1]), ("cosine", [1, 0.905, 0.655, 0.345, 0.095, 0]), ("step", [1, 1, 0.1, 0.1, 0.01, 0.01])],
+    [
+        ("constant", [1, 1, 1, 1, 1, 1]),
+        ("cosine", [1, 0.905, 0.655, 0.345, 0.095, 0]),
+        ("step", [1, 1, 0.1, 0.1, 0.01, 0.01]),
+    ],
 )
 def test_learning_rate_schedules_over_six_rounds(schedule: str, expected: list[float]) -> None:
     rates = [learning_rate_at(schedule, 1.0, server_round, 6) for server_round in range(1, 7)]

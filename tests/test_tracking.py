@@ -40,7 +40,9 @@ def test_none_does_nothing_and_imports_nothing(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.parametrize(("target", "blocked"), [("tensorboard", "torch.utils.tensorboard"), ("wandb", "wandb")])
-def test_a_missing_package_names_the_key_and_the_extra(target: str, blocked: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_package_names_the_key_and_the_extra(
+    target: str, blocked: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, blocked, None)
     with pytest.raises(TrackerUnavailable, match=rf'log-to = "{target}".*pip install -e "\.\[{target}\]"'):
         open_tracker(target, tmp_path, {})
@@ -62,10 +64,14 @@ def test_tensorboard_writes_scalars_per_round(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("mode", "expected"), [(None, "offline"), ("online", "online")])
-def test_wandb_runs_in_wandb_mode_offline_by_default(mode: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_runs_in_wandb_mode_offline_by_default(
+    mode: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls, logged = [], []
     run = types.SimpleNamespace(log=lambda metrics, step: logged.append((metrics, step)), finish=lambda: None)
-    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **options: calls.append(options) or run))
+    monkeypatch.setitem(
+        sys.modules, "wandb", types.SimpleNamespace(init=lambda **options: calls.append(options) or run)
+    )
     monkeypatch.delenv("WANDB_MODE", raising=False)
     if mode:
         monkeypatch.setenv("WANDB_MODE", mode)

@@ -718,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             speakers = make_speakers(args.speakers, args.seed)
             print("speakers: " + ", ".join(f"{s.speaker_id}={s.espeak_voice}" for s in speakers))
     print(_simulation_hint(out))
-    print(f"centralized: python centralized.py --dataset {out}")
+    print(f"centralized: python centralized.py --dataset {out} --epochs 10")
 
 
 if __name__ == "__main__":

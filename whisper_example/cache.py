@@ -11,12 +11,20 @@ reserve space at once never overshoot the limit together.
 import fcntl
 import os
 import time
+import weakref
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 GB = 1e9
 TMP_SUFFIX = ".tmp"
+# Files this process reads, each with the object reading it: eviction leaves them alone while it lives.
+_IN_USE: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
+
+
+def reading(path: Path, reader: object) -> None:
+    """Keep ``path`` from eviction for as long as ``reader`` (a memory map, a table) lives."""
+    _IN_USE[f"{path}|{id(reader)}"] = reader
 
 
 def gigabytes(nbytes: float) -> str:
@@ -75,11 +83,11 @@ class DiskCache:
         """Evict least-recently-used entries until ``nbytes`` more fit; False if they cannot.
 
         Call with the lock held, and create the file (at its full size) before releasing
-        it. Entries named in ``keep`` (what the caller is about to read) stay.
+        it. Entries named in ``keep``, and those this process is reading, stay.
         """
         if not self.enabled or nbytes > self.limit:
             return False
-        keep_stems = {_stem(Path(path)) for path in keep}
+        keep_stems = {_stem(Path(path)) for path in keep} | {_stem(Path(key.split("|")[0])) for key in list(_IN_USE)}
         entries: dict[Path, list[os.DirEntry]] = {}
         total = 0
         for entry in self._files():

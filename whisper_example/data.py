@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from whisper_example.audio import CLIP_SAMPLES, AudioError, decode, fit_to_clip, from_pcm16, to_pcm16
-from whisper_example.cache import DiskCache, gigabytes, tmp_name, touch
+from whisper_example.cache import DiskCache, gigabytes, reading, tmp_name, touch
 from whisper_example.config import SILENCE, RunConfig
 
 log = logging.getLogger(__name__)
@@ -461,6 +461,7 @@ def _read_prepared(path: Path, config: RunConfig, split: str, skipped: int | Non
         info = path.parent / f"{path.name}.json"
         skipped = json.loads(info.read_text())["skipped"] if info.exists() else 0
     clips = Clips(table, tuple(config.class_names), skipped)
+    reading(path, clips)
     log.info("%s split: %d clips (%d skipped)", split, len(clips), skipped)
     return clips
 

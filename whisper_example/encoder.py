@@ -20,7 +20,6 @@ import logging
 import os
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from whisper_example.audio import SAMPLE_RATE
-from whisper_example.cache import DiskCache, gigabytes, tmp_name, touch
+from whisper_example.cache import DiskCache, gigabytes, reading, tmp_name, touch
 from whisper_example.config import RunConfig
 from whisper_example.data import DIGEST_BYTES, Clips, iter_batches
 from whisper_example.memory import require
@@ -250,10 +249,6 @@ class Encoder:
 # --- the feature store --------------------------------------------------------------------
 
 
-# Shards this process reads, while something still reads them: eviction leaves them alone.
-_OPEN: "weakref.WeakValueDictionary[str, np.memmap]" = weakref.WeakValueDictionary()
-
-
 class FeatureStore:
     """Features on disk, one row per clip, found by the clip's digest."""
 
@@ -283,25 +278,26 @@ class FeatureStore:
             used = shard_of == number
             path = self.folder / name.replace(".keys", ".npy")
             try:
-                shards.append(np.load(path, mmap_mode="r") if used.any() else np.zeros((0, *self.row_shape), np.float16))
+                shards.append(
+                    np.load(path, mmap_mode="r") if used.any() else np.zeros((0, *self.row_shape), np.float16)
+                )
             except (FileNotFoundError, ValueError):  # evicted by another process meanwhile
                 shards.append(np.zeros((0, *self.row_shape), np.float16))
                 shard_of[used] = -1
                 continue
             if used.any():
                 touch(self.folder / name, path)
-                _OPEN[str(path)] = shards[-1]
+                reading(path, shards[-1])
         return shards, shard_of, row_of
 
-    def add(self, digests: np.ndarray, rows: Iterator[torch.Tensor], keep: list[Path]) -> bool:
-        """Write a new shard from ``rows`` (batches in ``digests`` order), evicting others but
-        ``keep``; False if there is no room."""
+    def add(self, digests: np.ndarray, rows: Iterator[torch.Tensor]) -> bool:
+        """Write a new shard from ``rows`` (batches in ``digests`` order); False if no room."""
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"{uuid.uuid4().hex}.npy"
         tmp = tmp_name(final)
         shape = (len(digests), *self.row_shape)
         with self.cache.locked():
-            if not self.cache.reserve(len(digests) * self.row_bytes() + 128, keep=keep):
+            if not self.cache.reserve(len(digests) * self.row_bytes() + 128):
                 return False
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
         try:
@@ -345,10 +341,16 @@ class ClipFeatures:
         """(features float32, labels) on the device, for positions ``order`` (0..len-1) in that order."""
         groups = list(iter_batches(np.asarray(order, np.int64), batch_size, drop_last))
         device = self.encoder.device
-        if self.stored is None:
+        if self.stored is None:  # encoder calls of the encoder's own batch size, whatever the consumer's
             waveforms = lambda positions: self.clips.waveforms(self.indices[positions])  # noqa: E731
-            for group, features in zip(groups, self.encoder.encode(waveforms, groups)):
-                yield features.float(), self.labels[group].to(device)
+            chunks = [chunk for group in groups for chunk in iter_batches(group, self.encoder.batch_size)]
+            encoded = self.encoder.encode(waveforms, chunks)
+            for group in groups:
+                parts, count = [], 0
+                while count < len(group):
+                    parts.append(next(encoded))
+                    count += len(parts[-1])
+                yield torch.cat(parts).float(), self.labels[group].to(device)
             return
         shards, shard_of, row_of = self.stored
         for group in groups:
@@ -398,7 +400,7 @@ def clip_features(
             len(missing),
             report,
         )
-        if not store.add(digests[missing], rows, keep=[Path(path) for path in _OPEN]):
+        if not store.add(digests[missing], rows):
             report(
                 f"the cache ({gigabytes(cache.limit)}, cache-size-gb) cannot hold {gigabytes(nbytes)}: "
                 "these clips are encoded on the fly every pass"

@@ -76,6 +76,23 @@ def balanced_order(labels: torch.Tensor, generator: torch.Generator) -> np.ndarr
     return torch.multinomial(weights, len(labels), replacement=True, generator=generator).numpy()
 
 
+def optimizer(head: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+    """Adam with a step size per layer suited to its fan-in.
+
+    Adam moves every weight by about the learning rate per step, so a layer's outputs move
+    by about that times its fan-in: with one rate for all, the Linear over 128 x 384 =
+    49,152 inputs overshoots (the loss climbs in the first epoch) while the Conv1d over 50
+    frames barely moves. Each layer gets ``learning_rate x sqrt(128 / fan-in)``.
+    """
+    layers = [layer for layer in head.modules() if isinstance(layer, (nn.Conv1d, nn.Linear))]
+    fan_ins = [layer.weight[0].numel() for layer in layers]
+    groups = [
+        {"params": layer.parameters(), "lr": learning_rate * math.sqrt(HEAD_CHANNELS / fan_in)}
+        for layer, fan_in in zip(layers, fan_ins)
+    ]
+    return torch.optim.Adam(groups)
+
+
 @dataclass
 class TrainResult:
     loss: float  # mean cross-entropy over the last epoch
@@ -93,16 +110,16 @@ def train_head(
     device: str = "cpu",
     progress: str | None = None,
 ) -> TrainResult:
-    """Adam on cross-entropy over class-balanced batches; returns the last epoch's figures.
+    """Adam (see ``optimizer``) on cross-entropy over class-balanced batches; returns the last epoch's figures.
 
     ``progress`` labels a progress bar (none without it).
     """
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate)
-    criterion = nn.CrossEntropyLoss()
     head.to(device).train()
+    adam = optimizer(head, learning_rate)
+    criterion = nn.CrossEntropyLoss()
     for epoch in range(epochs):
         total_loss, correct, seen = 0.0, 0, 0
         order = balanced_order(features.labels, generator)
@@ -112,9 +129,9 @@ def train_head(
         for batch_features, batch_labels in bar:
             logits = head(batch_features)
             loss = criterion(logits, batch_labels)
-            optimizer.zero_grad(set_to_none=True)
+            adam.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            adam.step()
             total_loss += loss.item() * len(batch_labels)
             correct += (logits.argmax(dim=1) == batch_labels).sum().item()
             seen += len(batch_labels)

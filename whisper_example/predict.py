@@ -96,14 +96,23 @@ class KeywordSpotter:
         probabilities = self.probabilities(lambda indices: clip[indices], 1)[0]
         return {self.config.class_names[i]: float(probabilities[i]) for i in np.argsort(-probabilities)}
 
-    def scan(self, audio: np.ndarray, hop: float) -> tuple[np.ndarray, np.ndarray]:
-        """Start times (s) of 1-s windows every ``hop`` seconds over 16-kHz ``audio``, and
-        their class probabilities. Windows are cut batch by batch, never all at once."""
+    def scan(self, audio: np.ndarray, hop: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """1-s windows every ``hop`` seconds over 16-kHz ``audio``: their start times (s),
+        class probabilities, and whether their sound is centred (its energy centroid within
+        0.25 s of the window's middle, as in the training clips). Windows are cut batch
+        by batch, never all at once."""
         step = max(1, round(hop * SAMPLE_RATE))
         padded = np.pad(audio, (0, max(0, CLIP_SAMPLES - audio.size)))
         starts = np.arange(0, padded.size - CLIP_SAMPLES + 1, step)
         windows = lambda indices: np.stack([padded[s : s + CLIP_SAMPLES] for s in starts[indices]])  # noqa: E731
-        return starts / SAMPLE_RATE, self.probabilities(windows, len(starts))
+        power = padded.astype(np.float64) ** 2
+        energy, moment = (
+            np.concatenate([[0.0], np.cumsum(values)]) for values in (power, power * np.arange(power.size))
+        )
+        total = energy[starts + CLIP_SAMPLES] - energy[starts]
+        centroid = (moment[starts + CLIP_SAMPLES] - moment[starts]) / np.maximum(total, 1e-12) - starts
+        centred = np.abs(centroid - CLIP_SAMPLES / 2) <= CLIP_SAMPLES / 4
+        return starts / SAMPLE_RATE, self.probabilities(windows, len(starts)), centred
 
     def detect(
         self, waveform: np.ndarray, sample_rate: int, hop: float = 0.25, threshold: float = 0.8
@@ -111,13 +120,20 @@ class KeywordSpotter:
         """Keyword occurrences with start and end times, one per occurrence."""
         return self.detections(*self.scan(to_mono_16k(waveform, sample_rate), hop), threshold)
 
-    def detections(self, starts: np.ndarray, probabilities: np.ndarray, threshold: float) -> list[Detection]:
-        """Runs of windows where one keyword reaches ``threshold``, each merged into one
-        detection at the probability-weighted centre of its windows; of detections of
-        different keywords that overlap by more than half, the more probable one stays."""
+    def detections(
+        self, starts: np.ndarray, probabilities: np.ndarray, centred: np.ndarray, threshold: float
+    ) -> list[Detection]:
+        """Runs of centred windows where one keyword reaches ``threshold``, each merged into
+        one detection at the probability-weighted centre of its windows. Of overlapping
+        detections of one keyword, or of two keywords overlapping by more than half, the
+        more probable one stays.
+
+        A window that cuts a word at its edge does not count: the head never saw such a
+        clip (Speech Commands clips hold the word near their middle) and may name any word.
+        """
         found = []
         for index in self.keywords:
-            above = probabilities[:, index] >= threshold
+            above = (probabilities[:, index] >= threshold) & centred
             edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(int), [0]])))
             for first, stop in zip(edges[::2], edges[1::2]):
                 weights = probabilities[first:stop, index]
@@ -127,7 +143,8 @@ class KeywordSpotter:
                 )
         kept: list[Detection] = []
         for detection in sorted(found, key=lambda d: -d.probability):
-            if all(min(d.end, detection.end) - max(d.start, detection.start) <= 0.5 for d in kept):
+            overlaps = [min(d.end, detection.end) - max(d.start, detection.start) for d in kept]
+            if all(overlap <= (0.0 if d.word == detection.word else 0.5) for d, overlap in zip(kept, overlaps)):
                 kept.append(detection)
         return sorted(kept, key=lambda d: d.start)
 
@@ -181,8 +198,8 @@ def _analyse(spotter: KeywordSpotter, file: str, args: argparse.Namespace) -> di
         scores = spotter.predict(audio, SAMPLE_RATE)
         result["top"] = [{"class": name, "probability": p} for name, p in list(scores.items())[: args.top_k]]
         return result
-    starts, probabilities = spotter.scan(audio, args.hop)
-    detections = spotter.detections(starts, probabilities, args.threshold)
+    starts, probabilities, centred = spotter.scan(audio, args.hop)
+    detections = spotter.detections(starts, probabilities, centred, args.threshold)
     result["detections"] = [asdict(detection) for detection in detections]
     if args.plot:
         plot = (

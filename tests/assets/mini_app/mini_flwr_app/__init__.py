@@ -1,1 +1,0 @@
-"""Minimal Flower app for the test harness."""

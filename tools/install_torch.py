@@ -1,0 +1,107 @@
+"""Install a torch in the project's range that fits this machine: CUDA only where a GPU is.
+
+    python tools/install_torch.py [--dry-run]
+
+PyPI serves CUDA builds of torch for Linux (several GB of NVIDIA libraries), also on
+machines without a GPU. So without an NVIDIA GPU this installs a CPU build: from PyTorch's
+CPU index, or else the newest CPU build in range that the configured package indexes hold
+(a wheel whose requirements name no NVIDIA/CUDA package for this platform). It never
+falls back to a CUDA build on a CPU-only machine: it says what to run instead.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+try:
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+except ImportError:  # a fresh virtual environment: pip carries its own copy
+    from pip._vendor.packaging.markers import Marker
+    from pip._vendor.packaging.requirements import Requirement
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def torch_requirement() -> str:
+    dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    return next(dep for dep in dependencies if Requirement(dep).name == "torch")
+
+
+def has_nvidia_gpu() -> bool:
+    smi = shutil.which("nvidia-smi")
+    return smi is not None and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
+
+
+def pip(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=check)
+
+
+def resolve(requirement: str, *index: str) -> dict | None:
+    """What pip would install for ``requirement`` (its metadata), without installing it."""
+    done = pip(
+        "install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet", "--report", "-", requirement, *index
+    )
+    if done.returncode:
+        return None
+    return json.loads(done.stdout)["install"][0]["metadata"]
+
+
+def is_cuda_build(metadata: dict) -> bool:
+    """True if the wheel needs NVIDIA/CUDA packages on this platform."""
+    for line in metadata.get("requires_dist", []):
+        requirement = Requirement(line)
+        applies = requirement.marker is None or Marker(str(requirement.marker)).evaluate({"extra": ""})
+        if applies and re.match(r"(nvidia|cuda)[-_]", requirement.name):
+            return True
+    return False
+
+
+def cpu_build_version(requirement: str) -> str | None:
+    """The newest version in range that the configured indexes offer as a CPU build."""
+    listed = pip("index", "versions", "torch").stdout
+    versions = re.findall(r"[\d]+\.[\d]+\.[\d]+(?:\+cpu)?", listed.split("Available versions:")[-1].splitlines()[0])
+    wanted = Requirement(requirement).specifier
+    for version in versions:
+        if (
+            version.split("+")[0] in wanted
+            and (metadata := resolve(f"torch=={version}"))
+            and not is_cuda_build(metadata)
+        ):
+            return metadata["version"]
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dry-run", action="store_true", help="say what would be installed")
+    args = parser.parse_args()
+    requirement = torch_requirement()
+    if has_nvidia_gpu():
+        command = [requirement]
+    elif (metadata := resolve(requirement, "--index-url", CPU_INDEX)) and not is_cuda_build(metadata):
+        command = [f"torch=={metadata['version']}", "--index-url", CPU_INDEX]
+    elif version := cpu_build_version(requirement):
+        command = [f"torch=={version}"]
+    else:
+        print(
+            f"No CPU build of {requirement} is reachable ({CPU_INDEX} did not answer) and this machine has no NVIDIA "
+            "GPU, so a CUDA build (several GB) would be useless here. Install a CPU build yourself, e.g.\n"
+            f'    pip install "{requirement}" --index-url {CPU_INDEX}',
+            file=sys.stderr,
+        )
+        return 1
+    print("pip install " + " ".join(command))
+    if not args.dry_run:
+        pip("install", "--quiet", *command, check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

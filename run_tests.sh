@@ -19,4 +19,6 @@ python -m pip install -q -e ".[test]"
 
 export FLWR_TELEMETRY_ENABLED=0
 ruff check . && ruff format --check .
-exec python -m pytest "$@"
+# Two workers, a test file each at a time: the slow tests mostly wait (on heartbeats, on processes
+# starting), so two share a 2-core machine well. `-n 0` runs in one process.
+exec python -m pytest -n 2 --dist loadfile "$@"

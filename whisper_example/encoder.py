@@ -70,7 +70,15 @@ def whisper_config(model_name: str) -> dict:
             from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
             cached = try_to_load_from_cache(model_name, "config.json")  # no network when cached
-            path = Path(cached if isinstance(cached, str) else hf_hub_download(model_name, "config.json"))
+            # Without a network the Hub client logs a line per retry (six, over ~20 s): the error
+            # below says it once, with the fix.
+            hub_log = logging.getLogger("huggingface_hub")
+            level = hub_log.level
+            hub_log.setLevel(logging.ERROR)
+            try:
+                path = Path(cached if isinstance(cached, str) else hf_hub_download(model_name, "config.json"))
+            finally:
+                hub_log.setLevel(level)
         except OSError as error:  # no network, or no such repository
             raise ModelError(
                 f"model-name '{model_name}' could not be loaded ({type(error).__name__}); without Hub access, "

@@ -11,11 +11,15 @@ on partitions written by the app's ``preprocess.py`` from espeak-ng speech. Repo
 
 - whether the run completed, and OOM kills;
 - each node's peak memory (the cgroup's ``memory.max_usage_in_bytes``: its processes'
-  anonymous memory and the page cache they touched);
+  anonymous memory and the page cache they touched, which the kernel reclaims before it
+  kills; at the limit with large partitions) and its peak anonymous memory (``total_rss``
+  of ``memory.stat``, sampled every 20 ms: what must fit);
 - per message, the life of its ``flwr-clientapp`` process (Flower starts one per message),
-  sampled every 20 ms, and for this project's ClientApp the time its handler took; a
-  message's *overhead* is the process's life minus the handler's compute time (training
-  or evaluating the head), i.e. process start, imports, data and feature loading, reply.
+  sampled every 20 ms, and the seconds its ClientApp spent training or evaluating the head
+  (this project logs them); a message's *overhead* is the process's life minus those
+  seconds: process start, imports, data and feature loading, reply. An older ClientApp
+  that logs only its handler's time (``--app``) gets that subtracted instead, which
+  leaves its data loading out of its overhead: the comparison favours the older app.
 
 ``--app`` measures another checkout of the app (e.g. an earlier commit made with
 ``git worktree add /tmp/before <commit>``); run config keys it does not know are left out.
@@ -52,27 +56,38 @@ WORDS_FOR_SIZE = {200: DEFAULT_KEYWORDS + UNKNOWN[:2], 550: DEFAULT_KEYWORDS + U
 
 
 class ProcessWatch(threading.Thread):
-    """Records the lifetime of every flwr-clientapp process in the given sessions."""
+    """Records the lifetime of every flwr-clientapp process in the given sessions, and the peak
+    anonymous memory (``total_rss``) of each given memory group."""
 
-    def __init__(self, sessions: list[int]) -> None:
+    def __init__(self, sessions: list[int], groups: list[Path | None]) -> None:
         super().__init__(daemon=True)
         self.sessions, self.seen, self.stop = set(sessions), {}, threading.Event()
+        self.groups, self.anon_peaks = groups, [0] * len(groups)
 
     def run(self) -> None:
         while not self.stop.is_set():
             now = time.monotonic()
-            for proc in all_processes():
-                if proc.sid in self.sessions and "flwr-clientapp" in proc.cmdline:
+            procs = all_processes()
+            apps = {proc.pid for proc in procs if proc.sid in self.sessions and "flwr-clientapp" in proc.cmdline}
+            for proc in procs:
+                # A fork of a ClientApp (e.g. a helper it runs) shows the same command line: not a message.
+                if proc.pid in apps and proc.ppid not in apps:
                     self.seen.setdefault((proc.sid, proc.pid), [now, now])[1] = now
+            for i, group in enumerate(self.groups):
+                if group is not None:
+                    stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+                    self.anon_peaks[i] = max(self.anon_peaks[i], int(stat["total_rss"]))
             time.sleep(0.02)
 
 
 def partitions(size: int, work: Path, app: Path) -> list[Path]:
+    out = work / f"partitions{size}"
+    if out.exists():  # written for an earlier context
+        return sorted(out.glob("partition_*"))[:2]
     folder = make_speech_commands_folder(
         work / f"speech{size}", words=WORDS_FOR_SIZE[size], num_speakers=12, clips_per_word=3, seed=size
     )
     disk = make_speech_commands_disk(folder, work / f"disk{size}")
-    out = work / f"partitions{size}"
     command = [
         sys.executable,
         "preprocess.py",
@@ -105,7 +120,7 @@ def measure(app: Path, work: Path, model: str, frames: int, size: int, rounds: i
             for i, folder in enumerate(folders)
         ]
         deployment.wait_connected(*nodes)
-        watch = ProcessWatch([node.process.pid for node in nodes])
+        watch = ProcessWatch([node.process.pid for node in nodes], [node.memory and node.memory.path for node in nodes])
         watch.start()
         run = deployment.run(run_config(app, work / f"run-{frames}-{size}", model, frames, rounds), timeout=3600)
         watch.stop.set()
@@ -117,8 +132,9 @@ def measure(app: Path, work: Path, model: str, frames: int, size: int, rounds: i
     lives = {sid: [] for sid in sessions}
     for (sid, _), (first, last) in sorted(watch.seen.items(), key=lambda item: item[1][0]):
         lives[sid].append(round(last - first, 2))
-    pattern = r"(train|evaluate) message answered in ([\d.]+) s"
-    handled = [[(kind, float(seconds)) for kind, seconds in re.findall(pattern, log)] for log in logs]
+    # This project's ClientApp logs the seconds it spent on the head; older ones only the handler's.
+    pattern = r"(train|evaluate) message answered in ([\d.]+) s(?: \(([\d.]+) s on the head)?"
+    handled = [[(kind, float(head or seconds)) for kind, seconds, head in re.findall(pattern, log)] for log in logs]
     overheads = [
         [round(life - seconds, 2) for life, (_, seconds) in zip(node_lives, node_handled)]
         for node_lives, node_handled in zip(lives.values(), handled)
@@ -133,9 +149,10 @@ def measure(app: Path, work: Path, model: str, frames: int, size: int, rounds: i
         "completed": run.completed,
         "status": run.status,
         "peak-mib": [round(peak) if peak else None for peak in peaks],
+        "anon-peak-mib": [round(peak / 2**20) if peak else None for peak in watch.anon_peaks],
         "oom-kills": kills,
         "clientapp-process-seconds": list(lives.values()),
-        "handler-seconds": handled,
+        "head-seconds": handled,
         "overhead-seconds": overheads,
         "first-message-seconds": [node[0] for node in lives.values() if node],
         "later-message-median-seconds": statistics.median(later) if later else None,
@@ -174,10 +191,11 @@ def main() -> None:
                 )
                 rows[-1]["bench-seconds"] = round(time.monotonic() - started)
                 print(json.dumps(rows[-1]), flush=True)
-    header = ("frames", "clips", "limit MiB", "done", "peak MiB", "OOM", "1st msg s", "later msg s", "later overhead s")
+    header = ("frames", "clips", "limit MiB", "done", "peak MiB", "anon MiB", "OOM", "1st msg s", "later msg s")
+    header += ("later overhead s",)
     print("\n" + " | ".join(header))
     for row in rows:
-        keys = ("frames", "partition-clips", "memory-limit-mib", "completed", "peak-mib", "oom-kills")
+        keys = ("frames", "partition-clips", "memory-limit-mib", "completed", "peak-mib", "anon-peak-mib", "oom-kills")
         keys += ("first-message-seconds", "later-message-median-seconds", "later-overhead-median-seconds")
         print(" | ".join(str(row[key]) for key in keys))
     if args.json:

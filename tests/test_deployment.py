@@ -109,10 +109,11 @@ def test_a_relative_local_data_path_is_shown_absolute(tmp_path: Path, monkeypatc
 # --- (a) SuperNodes inside a memory limit ----------------------------------------------------
 
 
-def message_times(log: str) -> list[tuple[str, float, float]]:
-    """(message type, seconds in the handler, seconds since the ClientApp process started) per message."""
-    pattern = r"(train|evaluate) message answered in ([\d.]+) s \(([\d.]+) s since this process started\)"
-    return [(kind, float(handled), float(age)) for kind, handled, age in re.findall(pattern, log)]
+def message_times(log: str) -> list[tuple[str, float, float, float]]:
+    """(message type, seconds in the handler, of them on the head, seconds since the ClientApp
+    process started) per message."""
+    pattern = r"(train|evaluate) message answered in ([\d.]+) s \(([\d.]+) s on the head, ([\d.]+) s since this"
+    return [(kind, *map(float, seconds)) for kind, *seconds in re.findall(pattern, log)]
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_after_its_first_round_a_node_reads_its_features_instead_of_encoding(lim
         times = message_times(log)
         assert [kind for kind, *_ in times] == ["train", "evaluate"] * 3, times
         assert log.count("encoding ") == 4  # train and held-out slices, at 1500 and at 50 frames
-        print(f"[deployment] per message (handler s, process s): {[(k, h, a) for k, h, a in times]}")
+        print(f"[deployment] per message (handler s, head s, process s): {times}")
 
 
 def test_the_cli_reaches_the_superlink_through_the_local_deployment_connection(limited: dict) -> None:

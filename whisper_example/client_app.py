@@ -44,15 +44,25 @@ def _node(msg: Message, context: Context, slice_index: int):
 
 
 def _answer(msg: Message, work) -> Message:
+    """Do the work and log what the message cost: the handler's time, the part of it spent on
+    the head itself, and the process's age (Flower starts one ClientApp process per message, so
+    the rest is start-up, imports and loading)."""
     started = time.monotonic()
     try:
-        reply = work()
+        reply, computing = work()
     except NAMED_FAILURES as error:
         log(WARNING, "%s", error)
-        reply = error_reply(msg, f"{type(error).__name__}: {error}")
+        reply, computing = error_reply(msg, f"{type(error).__name__}: {error}"), 0.0
     age = _process_age()
-    since = f" ({age:.1f} s since this process started)" if age is not None else ""
-    log(INFO, "%s message answered in %.1f s%s", msg.metadata.message_type, time.monotonic() - started, since)
+    since = f", {age:.1f} s since this process started" if age is not None else ""
+    log(
+        INFO,
+        "%s message answered in %.1f s (%.1f s on the head%s)",
+        msg.metadata.message_type,
+        time.monotonic() - started,
+        computing,
+        since,
+    )
     return reply
 
 
@@ -71,7 +81,7 @@ def train(msg: Message, context: Context) -> Message:
     return _answer(msg, lambda: _train(msg, context))
 
 
-def _train(msg: Message, context: Context) -> Message:
+def _train(msg: Message, context: Context) -> tuple[Message, float]:
     config, clips, indices, head = _node(msg, context, 0)
     classes = len(np.unique(clips.labels[indices]))
     if len(indices) < 2 * config.batch_size or classes < 2:
@@ -85,11 +95,12 @@ def _train(msg: Message, context: Context) -> Message:
             2 * config.batch_size,
         )
         metrics = {"trained": 0, "num-examples": len(indices), "skipped-clips": clips.skipped}
-        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), 0.0
     device = default_device()
     require(training_memory(config, head), "lower batch-size or encoder-frames")
     features = clip_features(clips, indices, config, device=device, report=_report)
     server_round = int(msg.content["config"]["server-round"])
+    started = time.monotonic()
     result = train_head(
         head,
         features,
@@ -99,6 +110,7 @@ def _train(msg: Message, context: Context) -> Message:
         seed=config.seed + 1000 * server_round + context.node_id,
         device=device,
     )
+    computing = time.monotonic() - started
     metrics = {
         "trained": 1,
         "train-loss": result.loss,
@@ -107,7 +119,7 @@ def _train(msg: Message, context: Context) -> Message:
         "skipped-clips": clips.skipped,
     }
     reply = RecordDict({"arrays": ArrayRecord(head.cpu().state_dict()), "metrics": MetricRecord(metrics)})
-    return Message(reply, reply_to=msg)
+    return Message(reply, reply_to=msg), computing
 
 
 @app.evaluate()
@@ -115,12 +127,15 @@ def evaluate(msg: Message, context: Context) -> Message:
     return _answer(msg, lambda: _evaluate(msg, context))
 
 
-def _evaluate(msg: Message, context: Context) -> Message:
+def _evaluate(msg: Message, context: Context) -> tuple[Message, float]:
     config, clips, indices, head = _node(msg, context, 1)
     metrics: dict[str, float | int] = {"num-examples": len(indices)}
+    computing = 0.0
     if len(indices):
         device = default_device()
         features = clip_features(clips, indices, config, device=device, report=_report)
+        started = time.monotonic()
         result = evaluate_head(head, features, config.num_classes, device=device)
+        computing = time.monotonic() - started
         metrics |= {"eval-loss": result.loss, "eval-accuracy": result.accuracy}
-    return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+    return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), computing

@@ -5,12 +5,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import REPO, TEST_KEYWORDS, TEST_WORDS, run_config, small_config
 
-from whisper_example.audio import SAMPLE_RATE
+from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE
 from whisper_example.config import SILENCE
 from whisper_example.data import (
+    CLIP_SCHEMA,
+    Clips,
     DataSourceError,
     _load_hub,
     clip_batch,
@@ -182,3 +185,23 @@ def test_a_preprocessed_partition_loads_without_datasets_or_audio_decoders(speec
     )
     simulated = node_clips(node_items({"partition-id": 1, "num-partitions": 3}), run_config(dataset=str(speech_disk)))
     assert probed.stdout.split(None, 1) == [str(len(simulated)), "[]\n"]
+
+
+def rss_anon() -> int:
+    (line,) = [line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("RssAnon:")]
+    return int(line.split()[1]) * 1024
+
+
+def test_a_batch_of_a_memory_mapped_split_is_read_without_copying_the_split(tmp_path: Path) -> None:
+    chunks, rows = 8, 1000  # 256 MB of clips on disk, written chunk by chunk as prepare_split does
+    path = tmp_path / "split.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, CLIP_SCHEMA) as writer:
+        for chunk in range(chunks):
+            pcm = np.full((rows, CLIP_SAMPLES), chunk, np.int16) + np.arange(rows, dtype=np.int16)[:, None]
+            writer.write_batch(clip_batch(pcm, np.zeros(rows)))
+    clips = Clips(pa.ipc.open_file(pa.memory_map(str(path))).read_all(), ("a",))
+    wanted = np.array([7999, 3, 1000, 999, 4500, 3])
+    before = rss_anon()
+    batch = clips.pcm(wanted)
+    assert rss_anon() - before < 64 * 2**20  # the split is 256 MB
+    assert batch[:, 0].tolist() == [7 + 999, 0 + 3, 1 + 0, 0 + 999, 4 + 500, 0 + 3]

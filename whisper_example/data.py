@@ -85,9 +85,19 @@ class Clips:
     def pcm(self, indices: np.ndarray | None = None) -> np.ndarray:
         """(n, 16000) int16 samples of the clips at ``indices`` (all clips by default)."""
         column = self.table.column("audio")
-        if indices is not None:
-            column = column.take(pa.array(np.asarray(indices, dtype=np.int64)))
-        return _fixed_list(column, np.int16, CLIP_SAMPLES)
+        if indices is None:
+            return _fixed_list(column, np.int16, CLIP_SAMPLES)
+        # Chunk by chunk: ChunkedArray.take first concatenates every chunk, i.e. copies the
+        # whole memory-mapped split into memory (32 KB per clip) to read one batch.
+        indices = np.asarray(indices, dtype=np.int64)
+        starts = np.cumsum([0, *(len(chunk) for chunk in column.chunks)])
+        chunk_of = np.searchsorted(starts, indices, side="right") - 1
+        out = np.empty((len(indices), CLIP_SAMPLES), np.int16)
+        for number in np.unique(chunk_of):
+            positions = np.flatnonzero(chunk_of == number)
+            rows = column.chunk(int(number)).take(pa.array(indices[positions] - starts[number]))
+            out[positions] = _fixed_list(pa.chunked_array([rows]), np.int16, CLIP_SAMPLES)
+        return out
 
     def waveforms(self, indices: np.ndarray | None = None) -> np.ndarray:
         return from_pcm16(self.pcm(indices))

@@ -19,12 +19,12 @@ from pathlib import Path
 GB = 1e9
 TMP_SUFFIX = ".tmp"
 # Files this process reads, each with the object reading it: eviction leaves them alone while it lives.
-_IN_USE: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
+_IN_USE: "weakref.WeakValueDictionary[tuple[str, int], object]" = weakref.WeakValueDictionary()
 
 
 def reading(path: Path, reader: object) -> None:
     """Keep ``path`` from eviction for as long as ``reader`` (a memory map, a table) lives."""
-    _IN_USE[f"{path}|{id(reader)}"] = reader
+    _IN_USE[str(path), id(reader)] = reader
 
 
 def gigabytes(nbytes: float) -> str:
@@ -87,7 +87,7 @@ class DiskCache:
         """
         if not self.enabled or nbytes > self.limit:
             return False
-        keep_stems = {_stem(Path(path)) for path in keep} | {_stem(Path(key.split("|")[0])) for key in list(_IN_USE)}
+        keep_stems = {_stem(Path(path)) for path in keep} | {_stem(Path(path)) for path, _ in list(_IN_USE)}
         entries: dict[Path, list[os.DirEntry]] = {}
         total = 0
         for entry in self._files():

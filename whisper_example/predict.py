@@ -105,13 +105,11 @@ class KeywordSpotter:
         padded = np.pad(audio, (0, max(0, CLIP_SAMPLES - audio.size)))
         starts = np.arange(0, padded.size - CLIP_SAMPLES + 1, step)
         windows = lambda indices: np.stack([padded[s : s + CLIP_SAMPLES] for s in starts[indices]])  # noqa: E731
-        power = padded.astype(np.float64) ** 2
-        energy, moment = (
-            np.concatenate([[0.0], np.cumsum(values)]) for values in (power, power * np.arange(power.size))
-        )
-        total = energy[starts + CLIP_SAMPLES] - energy[starts]
-        centroid = (moment[starts + CLIP_SAMPLES] - moment[starts]) / np.maximum(total, 1e-12) - starts
-        centred = np.abs(centroid - CLIP_SAMPLES / 2) <= CLIP_SAMPLES / 4
+        centred = np.zeros(len(starts), bool)
+        for batch in iter_batches(np.arange(len(starts)), 256):
+            power = windows(batch).astype(np.float64) ** 2
+            centroid = power @ np.arange(CLIP_SAMPLES) / np.maximum(power.sum(axis=1), 1e-12)
+            centred[batch] = np.abs(centroid - CLIP_SAMPLES / 2) <= CLIP_SAMPLES / 4
         return starts / SAMPLE_RATE, self.probabilities(windows, len(starts)), centred
 
     def detect(

@@ -19,13 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from whisper_example.cache import DiskCache
 from whisper_example.config import ConfigError, add_config_options, config_from_options
-from whisper_example.data import SPLITS, DataSourceError, prepare_split
-from whisper_example.encoder import ModelError, clip_features, default_device
-from whisper_example.head import build_head, count_parameters, evaluate_head, head_state, load_head_state, train_head
+from whisper_example.encoder import Encoder, ModelError, default_device
+from whisper_example.features import clip_features
+from whisper_example.head import build_head, count_parameters, head_state, load_head_state
 from whisper_example.memory import MemoryLimitError
 from whisper_example.plots import draw_run_plots
+from whisper_example.prepare import prepare_split
 from whisper_example.runs import CheckpointError, RunFolder, load_checkpoint
+from whisper_example.sources import SPLITS, DataSourceError
+from whisper_example.training import evaluate_head, train_head
 
 OPTIONS = (
     "dataset", "dataset-subset", "model-name", "keywords", "batch-size", "learning-rate", "seed",
@@ -72,10 +76,11 @@ def main(argv: list[str] | None = None) -> RunFolder:
 
 def train(config, args: argparse.Namespace, head: torch.nn.Module, run: RunFolder) -> None:
     device = default_device()
+    encoder, cache = Encoder(config, device), DiskCache.of(config)
     features = {}
     for split in SPLITS:
         clips = prepare_split(config, split)
-        features[split] = clip_features(clips, np.arange(len(clips)), config, device=device, report=print)
+        features[split] = clip_features(clips, np.arange(len(clips)), encoder, cache, report=print)
     print(f"Classification head: {count_parameters(head):,} parameters")
     trainable = torch.compile(head) if args.compile else head
     for epoch in range(1, args.epochs + 1):

@@ -16,16 +16,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from whisper_example.cache import gigabytes
+from whisper_example.clips import BYTES_PER_CLIP
 from whisper_example.config import RunConfig, add_config_options, config_from_options
-from whisper_example.data import (
-    BYTES_PER_CLIP,
-    DataSourceError,
-    count_partitions,
-    load_source,
-    node_clips,
-    node_items,
-    speech_rows,
-)
+from whisper_example.node_data import node_clips
+from whisper_example.partitions import count_partitions
+from whisper_example.sources import DataSourceError, load_source, speech_rows
 
 OPTIONS = ("dataset", "dataset-subset", "keywords", "speakers-per-node", "silence-fraction", "seed")
 
@@ -45,7 +40,7 @@ def write_partition(
     """Prepare one node's clips and save them; returns (id, clips, skipped, bytes)."""
     from datasets import ClassLabel, Dataset, DatasetInfo, Features, List, Value
 
-    clips = node_clips(node_items({"partition-id": partition_id, "num-partitions": num_partitions}), config)
+    clips = node_clips({"partition-id": partition_id, "num-partitions": num_partitions}, config)
     features = Features(
         {
             "audio": List(Value("int16"), length=clips.table.schema.field("audio").type.list_size),

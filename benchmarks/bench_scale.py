@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does memory stay flat as a split grows? Peak anonymous memory, disk and clips/s at N clips.
 
-    python benchmarks/bench_scale.py [--json OUT] [--sizes 1000,4000,16000] [--frames 50,1500]
+    python -m benchmarks.bench_scale [--json OUT] [--sizes 1000,4000,16000] [--frames 50,1500]
         [--device cpu|cuda] [--cache-size-gb G] [--model-name PATH] [--skip-real] [--workdir DIR] [--keep]
 
 For each encoder context (frames) and split size N, two cases run, each in a FRESH child
@@ -13,8 +13,8 @@ process placed in its own cgroup v1 memory group, with its own empty cache folde
 
 The data are Speech-Commands-layout folders of cheap tone clips (tools/synthetic.py), one
 per N, sized so the TRAIN split (speech + silence crops) has N clips. Encoding 16k clips at
-1500 frames takes ~45 min on a CPU, so Encoder.encode is replaced (in the child only) by a
-stand-in yielding random (batch, frames, 384) tensors on the device: features still go
+1500 frames takes ~45 min on a CPU, so the child gives clip_features a stand-in Encoder
+(a subclass) yielding random (batch, frames, 384) tensors on the device: features still go
 through clip_features -> FeatureStore.add -> memory-mapped fp16 shards, and the epoch reads
 them back. Its model-name is a folder holding only a Whisper-tiny config.json. With real
 weights at --model-name, `real` train cases time the real encoder at the smallest N.
@@ -93,21 +93,24 @@ def run_case(spec: dict) -> None:
     import numpy as np
     import torch
 
-    from whisper_example import encoder as encoder_module
+    from whisper_example.cache import DiskCache
     from whisper_example.config import RunConfig, default_values
-    from whisper_example.data import prepare_split
-    from whisper_example.head import build_head, evaluate_head, train_head
+    from whisper_example.encoder import Encoder, default_device
+    from whisper_example.features import clip_features
+    from whisper_example.head import build_head
+    from whisper_example.prepare import prepare_split
+    from whisper_example.training import evaluate_head, train_head
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not spec["real"]:
+    class RandomFeatures(Encoder):
+        """The real Encoder's shapes, store folder and batches, with random features (no model)."""
 
-        def stand_in(self, waveforms, batches):
+        def encode(self, waveforms, batches):
             for batch in batches:
                 waveforms(batch)  # read the clips, as the log-mel step does
                 yield torch.randn(len(batch), self.frames, self.hidden, device=self.device)
 
-        encoder_module.Encoder.encode = stand_in
-    device = spec["device"] or encoder_module.default_device()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = spec["device"] or default_device()
     changes = {"dataset": spec["data"], "model-name": spec["model"], "encoder-frames": spec["frames"]}
     changes |= {"cache-dir": spec["cache"], "cache-size-gb": spec["cache_gb"]}
     config = RunConfig.from_mapping(default_values() | changes)
@@ -125,7 +128,8 @@ def run_case(spec: dict) -> None:
     clips = timed("prepare", lambda: prepare_split(config, "train", progress=False))
     sampler.mark("fill")
     all_clips = np.arange(len(clips))
-    fill = lambda: encoder_module.clip_features(clips, all_clips, config, device=device, report=notes.append)  # noqa: E731
+    encoder = (Encoder if spec["real"] else RandomFeatures)(config, device)
+    fill = lambda: clip_features(clips, all_clips, encoder, DiskCache.of(config), report=notes.append)  # noqa: E731
     features = timed("fill", fill)
     sampler.mark("pass")
     head = build_head(config)
@@ -189,7 +193,7 @@ def run_child(spec: dict, workdir: Path) -> dict:
     started = time.monotonic()
     try:
         with log.open("w") as out:
-            command = [sys.executable, __file__, "--case", json.dumps(spec)]
+            command = [sys.executable, "-m", __spec__.name, "--case", json.dumps(spec)]
             code = subprocess.run(command, cwd=REPO, stdout=out, stderr=out, preexec_fn=join).returncode
         wall = time.monotonic() - started
         peak = int((group / "memory.max_usage_in_bytes").read_text()) if group else None
@@ -225,7 +229,6 @@ def main() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     args = parse_args(config)
     if args.case or args.make_data:
-        sys.path.insert(0, str(REPO))  # this checkout's whisper_example and tools
         return run_case(json.loads(args.case)) if args.case else make_data(json.loads(args.make_data))
     sizes, frames = sorted(int(n) for n in args.sizes.split(",")), [int(f) for f in args.frames.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale-"))
@@ -246,7 +249,7 @@ def main() -> None:
         ]
         if todo:
             began = time.monotonic()
-            subprocess.run([sys.executable, __file__, "--make-data", json.dumps(todo)], cwd=REPO, check=True)
+            subprocess.run([sys.executable, "-m", __spec__.name, "--make-data", json.dumps(todo)], cwd=REPO, check=True)
             print(
                 f"data: {len(todo)} folder(s) of cheap clips generated in {time.monotonic() - began:.0f} s in {workdir}"
             )

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What do the short context, mixed precision and the feature store buy over the original example?
 
-    python benchmarks/bench_speed.py [--clips 160] [--model-name PATH] [--device cpu|cuda] [--json OUT]
+    python -m benchmarks.bench_speed [--clips 160] [--model-name PATH] [--device cpu|cuda] [--json OUT]
         [--speakers 48] [--clips-per-word 2] [--folds 3] [--acc-epochs 10] [--acc-seeds 2] [--skip-accuracy]
 
 Setup (not timed): espeak-ng speakers say 10 keywords and 2 unknown words (tools/synthetic.py); --clips of
@@ -33,17 +33,21 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+
 os.environ.update(TRANSFORMERS_VERBOSITY="error", HF_HUB_DISABLE_PROGRESS_BARS="1")
 if "--task" in sys.argv:  # a child: what a ClientApp imports (transformers only where it is used)
     import numpy as np
     import pyarrow as pa
     import torch
 
+    from whisper_example.cache import DiskCache
+    from whisper_example.clips import CLIP_SCHEMA, Clips, class_of, in_memory_clips, iter_batches
     from whisper_example.config import RunConfig, default_values
-    from whisper_example.data import CLIP_SCHEMA, Clips, class_of, in_memory_clips, iter_batches
-    from whisper_example.encoder import Encoder, clip_features, default_device
-    from whisper_example.head import build_head, head_state, train_head
+    from whisper_example.encoder import Encoder, default_device
+    from whisper_example.features import clip_features
+    from whisper_example.head import build_head, head_state
+    from whisper_example.training import train_head
 
 BATCH, MB, STORE_GB = 8, 2**20, 100.0
 VARIANTS = {  # name: (encoder frames, encoder precision, features stored?, epochs timed)
@@ -96,7 +100,7 @@ def context(args, work: Path, frames=1500, precision="auto", stored=True, file="
 
 def features_of(clips, indices, config, device: str, report=print):
     """clip_features, checked: read from the store when the cache is on, encoded on the fly when it is off."""
-    features = clip_features(clips, indices, config, device=device, report=report)
+    features = clip_features(clips, indices, Encoder(config, device), DiskCache.of(config), report=report)
     if features.on_the_fly == (config.cache_size_gb > 0):
         raise SystemExit(f"error: on_the_fly={features.on_the_fly} with cache-size-gb={config.cache_size_gb}")
     return features
@@ -188,8 +192,8 @@ def speed(args: argparse.Namespace, work: Path) -> dict:
 def predict(args: argparse.Namespace, work: Path) -> dict:
     """KeywordSpotter.scan over the 60-s recording, loaded from a run folder holding a random head."""
     from whisper_example.audio import decode
-    from whisper_example.predict import KeywordSpotter
     from whisper_example.runs import RunFolder
+    from whisper_example.spotter import KeywordSpotter
 
     audio, result = decode(work / "long.wav"), {}
     for frames in (50, 1500):
@@ -301,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def run(task: str) -> dict:  # one step in a fresh process; it leaves its figures in <task>.json
         started = time.perf_counter()
-        subprocess.run([sys.executable, __file__, *argv, "--workdir", str(work), "--task", task], check=True)
+        subprocess.run(
+            [sys.executable, "-m", __spec__.name, *argv, "--workdir", str(work), "--task", task], cwd=REPO, check=True
+        )
         out["step_seconds"][task] = time.perf_counter() - started
         return json.loads((work / f"{task}.json").read_text())
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What does a message cost a SuperNode, and does a node fit a Raspberry Pi's memory?
 
-    python benchmarks/bench_supernode.py [--json out.json] [--frames 1500,50] [--sizes 200,550]
+    python -m benchmarks.bench_supernode [--json out.json] [--frames 1500,50] [--sizes 200,550]
                                          [--app DIR] [--model-name PATH]
 
 For each encoder context and partition size, two real SuperNodes on 127.0.0.1 (each with
@@ -39,13 +39,11 @@ import time
 import tomllib
 from pathlib import Path
 
+from tools.harness import Deployment, all_processes
+from tools.synthetic import SPOKEN_WORDS, make_speech_commands_disk, make_speech_commands_folder
+from whisper_example.config import DEFAULT_KEYWORDS
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from harness import Deployment, all_processes  # noqa: E402
-
-from tools.synthetic import SPOKEN_WORDS, make_speech_commands_disk, make_speech_commands_folder  # noqa: E402
-from whisper_example.config import DEFAULT_KEYWORDS  # noqa: E402
 
 GIB = 2**30
 LIMITS = {1500: 1.5 * GIB, 50: 1.0 * GIB}

@@ -1,8 +1,14 @@
-"""Shared fixtures: a tiny random Whisper saved like a Hub model, and generated datasets."""
+"""Shared fixtures and helpers: a tiny random Whisper saved like a Hub model, generated
+datasets and partitions, run configs, and the few probes several test files need."""
 
+import io
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +16,12 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from whisper_example.audio import SAMPLE_RATE, to_pcm16  # noqa: E402
+from whisper_example.cache import DiskCache  # noqa: E402
+from whisper_example.clips import Clips, in_memory_clips  # noqa: E402
 from whisper_example.config import RunConfig, default_values  # noqa: E402
+from whisper_example.encoder import Encoder  # noqa: E402
+from whisper_example.features import clip_features  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"
@@ -78,6 +89,18 @@ def speech_disk(speech_folder: Path, tmp_path_factory: pytest.TempPathFactory) -
     return make_speech_commands_disk(speech_folder, tmp_path_factory.mktemp("speech-commands-disk") / "dataset")
 
 
+@pytest.fixture(scope="session")
+def partitions(speech_disk: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The three SuperNode partitions ``preprocess.py`` writes from ``speech_disk``, as users run it."""
+    out = tmp_path_factory.mktemp("partitions")
+    subprocess.run(
+        [sys.executable, "preprocess.py", "--dataset", str(speech_disk), "--keywords", ",".join(TEST_KEYWORDS),
+         "--speakers-per-node", "3", "--output-dir", str(out)],
+        cwd=REPO, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return sorted(out.glob("partition_*"))
+
+
 def run_config(**overrides: object) -> RunConfig:
     """The project's default run config with test-sized overrides (kebab-case keys), checked."""
     values = default_values() | {
@@ -113,3 +136,62 @@ def serverapp_identity():
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
     yield
     TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+
+
+def tones(num_classes: int, per_class: int, seed: int) -> Clips:
+    """Noisy tones, one pitch per class: classes any working encoder separates."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    clips, labels = [], []
+    for label in range(num_classes):
+        for _ in range(per_class):
+            tone = np.sin(2 * np.pi * (300 + 700 * label) * t + rng.uniform(0, 2 * np.pi))
+            clips.append(rng.uniform(0.2, 0.6) * tone + 0.02 * rng.standard_normal(SAMPLE_RATE))
+            labels.append(label)
+    names = [f"class{index}" for index in range(num_classes)]
+    return in_memory_clips(to_pcm16(np.asarray(clips)), np.asarray(labels), names)
+
+
+def features_of(clips: Clips, indices, config, report=lambda line: None):
+    """clip_features with the run's encoder (on the CPU) and cache."""
+    return clip_features(clips, np.asarray(indices), Encoder(config, "cpu"), DiskCache.of(config), report=report)
+
+
+def results_of(outputs: Path) -> tuple[Path, dict]:
+    """The one run folder under ``outputs`` and its results.json."""
+    (run_dir,) = outputs.glob("*/*")
+    return run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> bytes:
+    import soundfile  # not at the top: the import probes below import this module
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+HEAVY_MODULES = ("transformers", "datasets", "flwr_datasets", "soundfile", "scipy")
+
+
+def run_and_list_heavy_imports(code: str) -> tuple[str, list[str]]:
+    """Run ``code`` in a fresh process (the tests' helpers importable): what it printed, and
+    which of HEAVY_MODULES it imported."""
+    probe = f"{code}\nimport json, sys; print(json.dumps(sorted(m for m in {HEAVY_MODULES} if m in sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO / "tests", capture_output=True, text=True, check=True, timeout=120
+    )
+    *printed, imported = done.stdout.strip().splitlines()
+    return "\n".join(printed), json.loads(imported)
+
+
+class CountingEncoder(Encoder):
+    """The real encoder, recording the size of every batch it is asked to encode."""
+
+    def __init__(self, config: RunConfig, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        self.batch_sizes: list[int] = []
+
+    def encode(self, waveforms, batches):
+        self.batch_sizes += [len(batch) for batch in batches]
+        return super().encode(waveforms, batches)

@@ -1,18 +1,10 @@
 """Any clip a node holds becomes 16 kHz mono float32, or an AudioError that says why."""
 
-import io
-
 import numpy as np
 import pytest
-import soundfile
+from conftest import wav_bytes
 
 from whisper_example.audio import SAMPLE_RATE, AudioError, decode, fit_to_clip
-
-
-def wav_bytes(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, rate, format="WAV", subtype=subtype)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])

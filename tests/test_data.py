@@ -1,32 +1,20 @@
 """Three kinds of source behind one loader; partitions by speaker; prepared clips on disk."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import REPO, TEST_KEYWORDS, TEST_WORDS, run_config, small_config
+from conftest import TEST_WORDS, run_and_list_heavy_imports, run_config, small_config
 
 from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE
+from whisper_example.clips import CLIP_SCHEMA, Clips, clip_batch
 from whisper_example.config import SILENCE
-from whisper_example.data import (
-    CLIP_SCHEMA,
-    Clips,
-    DataSourceError,
-    _load_hub,
-    clip_batch,
-    count_partitions,
-    load_source,
-    node_clips,
-    node_items,
-    partition_rows,
-    prepare_rows,
-    prepare_split,
-    silence_crops,
-    split_for_evaluation,
-)
+from whisper_example.memo import forget_all
+from whisper_example.node_data import node_clips, split_for_evaluation
+from whisper_example.partitions import count_partitions, partition_rows
+from whisper_example.prepare import prepare_rows, prepare_split, silence_crops
+from whisper_example.sources import DataSourceError, _load_hub, load_source
 
 
 def words_and_speakers(source: str) -> dict[str, list[tuple[str, str | None]]]:
@@ -148,7 +136,7 @@ def test_a_changed_source_is_prepared_again(speech_folder: Path, tmp_path: Path)
     before = prepare_split(config, "test", progress=False)
     clip = next((copy / "yes").glob("*.wav"))
     clip.write_bytes(clip.read_bytes()[:-2000])  # same name, other content
-    load_source.cache_clear()
+    forget_all()  # as a new process would see the folder
     after = prepare_split(config, "test", progress=False)
     assert len(list((tmp_path / "cache" / "clips").glob("test-*.arrow"))) == 2
     assert len(before) == len(after)
@@ -169,22 +157,15 @@ def test_the_evaluation_slice_is_stable_and_disjoint() -> None:
     assert sorted([*train, *held_out]) == list(range(50)) and len(held_out) == 10
 
 
-def test_a_preprocessed_partition_loads_without_datasets_or_audio_decoders(speech_disk: Path, tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "preprocess.py", "--dataset", str(speech_disk), "--keywords", ",".join(TEST_KEYWORDS),
-         "--speakers-per-node", "3", "--partition-id", "1", "--output-dir", str(tmp_path)],
-        cwd=REPO, check=True, capture_output=True,
-    )  # fmt: skip
-    probe = (
-        "import sys; from whisper_example.data import node_clips, node_items; from conftest import run_config; "
-        f"clips = node_clips(node_items({{'local-data': '{tmp_path / 'partition_1'}'}}), run_config()); "
-        "print(len(clips), sorted(m for m in ('datasets', 'soundfile', 'scipy', 'transformers') if m in sys.modules))"
+def test_a_preprocessed_partition_loads_without_datasets_or_audio_decoders(
+    speech_disk: Path, partitions: list[Path]
+) -> None:
+    printed, heavy = run_and_list_heavy_imports(
+        "from whisper_example.node_data import node_clips; from conftest import run_config; "
+        f"print(len(node_clips({{'local-data': '{partitions[1]}'}}, run_config())))"
     )
-    probed = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO / "tests", capture_output=True, text=True, check=True
-    )
-    simulated = node_clips(node_items({"partition-id": 1, "num-partitions": 3}), run_config(dataset=str(speech_disk)))
-    assert probed.stdout.split(None, 1) == [str(len(simulated)), "[]\n"]
+    simulated = node_clips({"partition-id": 1, "num-partitions": 3}, run_config(dataset=str(speech_disk)))
+    assert (printed, heavy) == (str(len(simulated)), [])
 
 
 def rss_anon() -> int:

@@ -10,17 +10,15 @@ Deployment Engine"). Two federations:
   killed mid-round, one with a wrong `local-data` path, and one whose key is unregistered.
 """
 
-import json
 import math
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REAL_WHISPER, REPO, TEST_KEYWORDS, run_config, simulation_config
-from harness import (
+from conftest import REAL_WHISPER, REPO, results_of, run_config, simulation_config
+
+from tools.harness import (
     Deployment,
     HarnessError,
     MemoryGroup,
@@ -29,22 +27,11 @@ from harness import (
     make_tls_files,
     port_listening,
 )
-
-from whisper_example.data import DataSourceError, node_clips, node_items, read_partition, split_for_evaluation
+from whisper_example.node_data import node_clips, read_partition, split_for_evaluation
+from whisper_example.sources import DataSourceError
 
 GIB = 2**30
 RUN_TIMEOUT = 420
-
-
-@pytest.fixture(scope="module")
-def partitions(speech_disk: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    out = tmp_path_factory.mktemp("partitions")
-    subprocess.run(
-        [sys.executable, "preprocess.py", "--dataset", str(speech_disk), "--keywords", ",".join(TEST_KEYWORDS),
-         "--speakers-per-node", "3", "--output-dir", str(out)],
-        cwd=REPO, check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    return sorted(out.glob("partition_*"))
 
 
 def train_sizes(folders: list[Path]) -> list[int]:
@@ -59,11 +46,6 @@ def train_sizes(folders: list[Path]) -> list[int]:
 def deployment_config(work: Path, model: Path, **overrides: object) -> dict[str, object]:
     """Run config for a test-sized deployment run (`dataset` unused: the nodes bring their data)."""
     return simulation_config(work / "unused", model, work, **{"fraction-evaluate": 0.0} | overrides)
-
-
-def results_of(work: Path) -> dict:
-    (results,) = (work / "outputs").glob("*/*/results.json")
-    return json.loads(results.read_text())
 
 
 # --- what a node says when its data cannot be found ------------------------------------
@@ -94,7 +76,7 @@ def test_local_data_problems_name_the_key_and_the_path(node_config: dict, expect
     (tmp_path / "not-a-partition" / "state.json").write_text("{}")  # looks like save_to_disk output, is not
     node_config = {key: str(value).format(tmp=tmp_path) for key, value in node_config.items()}
     with pytest.raises(DataSourceError) as error:
-        node_clips(node_items(node_config), run_config())
+        node_clips(node_config, run_config())
     assert expected.format(tmp=tmp_path) in str(error.value)
 
 
@@ -103,7 +85,7 @@ def test_a_relative_local_data_path_is_shown_absolute(tmp_path: Path, monkeypatc
     with pytest.raises(
         DataSourceError, match=f"'{tmp_path}/data/partition_0': no such file or folder.*use an absolute path"
     ):
-        node_clips(node_items({"local-data": "data/partition_0"}), run_config())
+        node_clips({"local-data": "data/partition_0"}, run_config())
 
 
 # --- (a) SuperNodes inside a memory limit ----------------------------------------------------
@@ -148,8 +130,8 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
         outcome["short-peaks"] = [node.memory.peak_bytes() for node in nodes]
         outcome["oom-kills"] = [node.memory.oom_kills() for node in nodes]
         outcome["logs"] = [node.log() for node in nodes]
-        outcome["results"] = {name: results_of(work / name) for name in ("full", "short")}
-        outcome["ports"], outcome["migrated"] = list(deployment.ports), deployment.migrated_connection
+        outcome["results"] = {name: results_of(work / name / "outputs")[1] for name in ("full", "short")}
+        outcome["ports"], outcome["declared"] = list(deployment.ports), deployment.declared_connection
     return outcome
 
 
@@ -183,7 +165,7 @@ def test_after_its_first_round_a_node_reads_its_features_instead_of_encoding(lim
 
 def test_the_cli_reaches_the_superlink_through_the_local_deployment_connection(limited: dict) -> None:
     # pyproject.toml's [tool.flwr.federations.local-deployment], the one-machine default.
-    assert limited["migrated"] == {"address": "127.0.0.1:8000", "insecure": True}
+    assert limited["declared"] == {"address": "127.0.0.1:8000", "insecure": True}
     assert "Using SuperLink: local-deployment" in limited["full"].output
     assert harness_processes() == [] and [port for port in limited["ports"] if port_listening(port)] == []
 
@@ -227,8 +209,8 @@ def secure(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest.
         assert killed, "the vanishing SuperNode never received a training message\n" + nodes["vanishing"].log()[-3000:]
         listed, superlink_log = deployment.listed_supernodes(), deployment.superlink_log()
     return {
-        "run": run, "results": results_of(work), "nodes": nodes, "registered": registered, "missing": missing,
-        "intruder-exit": intruder_exit, "listed": listed, "superlink-log": superlink_log,
+        "run": run, "results": results_of(work / "outputs")[1], "nodes": nodes, "registered": registered,
+        "missing": missing, "intruder-exit": intruder_exit, "listed": listed, "superlink-log": superlink_log,
     }  # fmt: skip
 
 

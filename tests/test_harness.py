@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from harness import (
+from conftest import REPO
+
+from tools.harness import (
     HarnessError,
     MemoryGroup,
+    comment_out_federations,
+    declared_federation,
     format_config_overrides,
 )
 
@@ -47,3 +53,16 @@ def test_a_memory_group_oom_kills_a_process_over_its_limit() -> None:
     finally:
         group.remove()
     assert not group.path.exists()
+
+
+def test_the_declared_deployment_connection_is_read_before_and_after_flowers_migration(tmp_path: Path) -> None:
+    pyproject = Path(shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml"))
+    if "\n[tool.flwr.federations]" in pyproject.read_text():  # this checkout was not migrated yet
+        assert declared_federation(pyproject, "local-deployment") == {"address": "127.0.0.1:8000", "insecure": True}
+    comment_out_federations(pyproject)
+    migrated = pyproject.read_text()
+    assert "\n[tool.flwr.federations]" not in migrated and "\n# [tool.flwr.federations]" in migrated
+    assert "\n[tool.ruff]" in migrated  # the sections after the federations are untouched
+    assert declared_federation(pyproject, "local-deployment") == {"address": "127.0.0.1:8000", "insecure": True}
+    comment_out_federations(pyproject)
+    assert pyproject.read_text() == migrated

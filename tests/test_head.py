@@ -5,20 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_HIDDEN, run_config
-from test_encoder import tones
+from conftest import TINY_HIDDEN, features_of, run_config, tones
 
-from whisper_example.encoder import ModelError, clip_features
-from whisper_example.head import (
-    balanced_order,
-    build_head,
-    count_parameters,
-    evaluate_head,
-    load_head_state,
-    optimizer,
-    summarise,
-    train_head,
-)
+from whisper_example.encoder import ModelError
+from whisper_example.head import build_head, count_parameters, load_head_state
+from whisper_example.training import balanced_order, evaluate_head, optimizer, summarise, train_head
 
 
 def test_the_reference_head_has_781964_parameters() -> None:
@@ -56,8 +47,8 @@ def test_balanced_order_draws_present_classes_equally_and_absent_ones_never() ->
 
 def test_the_head_learns_separable_classes_far_above_chance(tiny_whisper: Path, tmp_path: Path) -> None:
     config = run_config(**{"model-name": str(tiny_whisper), "cache-dir": str(tmp_path), "keywords": "a,b"})
-    train = clip_features(tones(4, 24, seed=0), np.arange(96), config, device="cpu")
-    test = clip_features(tones(4, 10, seed=1), np.arange(40), config, device="cpu")
+    train = features_of(tones(4, 24, seed=0), np.arange(96), config)
+    test = features_of(tones(4, 10, seed=1), np.arange(40), config)
     head = build_head(config, TINY_HIDDEN)
     torch.manual_seed(0)
     untrained = evaluate_head(head, test, 4)

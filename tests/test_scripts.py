@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, run_config
+from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, results_of, run_config
 
-from whisper_example.data import node_clips, node_items, read_partition
+from whisper_example.node_data import node_clips, read_partition
 from whisper_example.runs import load_checkpoint
 
 
@@ -29,8 +29,7 @@ def test_centralized_writes_a_run_folder_like_a_flower_run(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path
 ) -> None:
     printed = centralized(speech_folder, tiny_whisper, tmp_path, "--epochs", "2").stdout
-    (run_dir,) = (tmp_path / "outputs").glob("*/*")
-    results = json.loads((run_dir / "results.json").read_text())
+    run_dir, results = results_of(tmp_path / "outputs")
     assert results["status"] == "completed" and [entry["round"] for entry in results["rounds"]] == [1, 2]
     assert all(0 <= entry["central-evaluation"]["accuracy"] <= 1 for entry in results["rounds"])
     assert 0 <= results["test"]["accuracy"] <= 1 and results["test"]["epoch"] in (1, 2)
@@ -69,26 +68,22 @@ def test_a_centralized_run_that_fails_says_so_in_its_folder(tiny_whisper: Path, 
         "centralized.py", "--dataset", str(tmp_path / "nowhere"), "--model-name", str(tiny_whisper), *paths, check=False
     )
     assert result.returncode != 0 and "does not exist" in result.stderr
-    (run_dir,) = (tmp_path / "outputs").glob("*/*")
-    assert json.loads((run_dir / "results.json").read_text())["status"] == "failed"
+    assert results_of(tmp_path / "outputs")[1]["status"] == "failed"
 
 
-def test_preprocess_writes_the_partitions_the_simulation_uses(speech_disk: Path, tmp_path: Path) -> None:
+def test_preprocess_writes_the_partitions_the_simulation_uses(
+    speech_disk: Path, partitions: list[Path], tmp_path: Path
+) -> None:
+    assert [folder.name for folder in partitions] == ["partition_0", "partition_1", "partition_2"]
     common = ["--dataset", str(speech_disk), "--keywords", ",".join(TEST_KEYWORDS), "--speakers-per-node", "3"]
-    printed = run("preprocess.py", *common, "--output-dir", str(tmp_path / "all")).stdout
-    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["partition_0", "partition_1", "partition_2"]
+    printed = run("preprocess.py", *common, "--partition-id", "0", "--output-dir", str(tmp_path)).stdout
     assert '--federation-config "num-supernodes=3"' in printed and "KB per clip" in printed
-
-    run("preprocess.py", *common, "--partition-id", "0", "--output-dir", str(tmp_path / "one"))
     names = run_config().class_names
-    single, whole = (
-        read_partition(tmp_path / "one" / "partition_0", names),
-        read_partition(tmp_path / "all" / "partition_0", names),
-    )
-    simulated = node_clips(node_items({"partition-id": 0, "num-partitions": 3}), run_config(dataset=str(speech_disk)))
+    single, whole = read_partition(tmp_path / "partition_0", names), read_partition(partitions[0], names)
+    simulated = node_clips({"partition-id": 0, "num-partitions": 3}, run_config(dataset=str(speech_disk)))
     assert np.array_equal(single.pcm(), whole.pcm()) and np.array_equal(single.pcm(), simulated.pcm())
     assert np.array_equal(single.digests, simulated.digests)
 
     from datasets import load_from_disk
 
-    assert load_from_disk(str(tmp_path / "one" / "partition_0")).features["label"].names == names  # a datasets folder
+    assert load_from_disk(str(tmp_path / "partition_0")).features["label"].names == names  # a datasets folder

@@ -2,17 +2,16 @@
 functions, with a Grid that hands each message to the ClientApp of its node. A run that
 cannot succeed stops with one line; a crashed run resumes without lost or repeated rounds."""
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-from conftest import simulation_config
+from conftest import results_of, simulation_config
 from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid
 
 from whisper_example import client_app, server_app
-from whisper_example.data import count_partitions
+from whisper_example.partitions import count_partitions
 from whisper_example.runs import load_checkpoint
 from whisper_example.strategy import RunFailed
 
@@ -53,11 +52,6 @@ class InProcessGrid(Grid):
 
 def server_context(run_config: dict) -> Context:
     return Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=run_config)
-
-
-def results_of(outputs: Path) -> tuple[Path, dict]:
-    (run_dir,) = outputs.glob("*/*")
-    return run_dir, json.loads((run_dir / "results.json").read_text())
 
 
 class Crash(BaseException):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY_HIDDEN, simulation_config
-from harness import DEFAULT_COPY_IGNORE, run_simulation
+from conftest import REPO, TINY_HIDDEN, results_of, simulation_config
 
-from whisper_example.data import count_partitions
+from tools.harness import DEFAULT_COPY_IGNORE, comment_out_federations, run_simulation
 from whisper_example.head import build_head
+from whisper_example.partitions import count_partitions
 from whisper_example.runs import load_checkpoint
 
 RAISING_CLIENTAPP = '''"""Written by tests/test_simulation.py: the real ClientApp, but node 0 raises in round 2."""
@@ -41,7 +41,8 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 def app_with_raising_clientapp(tmp_path: Path) -> Path:
     """A copy of the app whose pyproject points `clientapp` at RAISING_CLIENTAPP, with its
-    federations commented out as Flower leaves them after a first `flwr run .`."""
+    federations commented out as Flower leaves them after a first `flwr run .` (whether or
+    not that already happened in this checkout)."""
     app = Path(
         shutil.copytree(
             REPO, tmp_path / "app", ignore=shutil.ignore_patterns(*DEFAULT_COPY_IGNORE, "tests", "benchmarks")
@@ -49,20 +50,11 @@ def app_with_raising_clientapp(tmp_path: Path) -> Path:
     )
     (app / "raising_client_app.py").write_text(RAISING_CLIENTAPP)
     pyproject = app / "pyproject.toml"
-    text = pyproject.read_text()
     original = 'clientapp = "whisper_example.client_app:app"'
-    assert original in text and "\n[tool.flwr.federations]\n" in text
-    head, federations = text.split("\n[tool.flwr.federations]\n")
-    federations, rest = federations.split("\n[tool.ruff]\n")
-    migrated = "\n".join(f"# {line}" for line in ["[tool.flwr.federations]", *federations.splitlines()])
-    text = f"{head}\n{migrated}\n\n[tool.ruff]\n{rest}".replace(original, 'clientapp = "raising_client_app:app"')
-    pyproject.write_text(text)
+    assert original in pyproject.read_text()
+    pyproject.write_text(pyproject.read_text().replace(original, 'clientapp = "raising_client_app:app"'))
+    comment_out_federations(pyproject)
     return app
-
-
-def results_of(outputs: Path) -> tuple[Path, dict]:
-    (run_dir,) = outputs.glob("*/*")
-    return run_dir, json.loads((run_dir / "results.json").read_text())
 
 
 @pytest.fixture(scope="module")

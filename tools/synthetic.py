@@ -44,7 +44,7 @@ import soundfile as sf
 
 from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE, resample, to_pcm16
 from whisper_example.config import DEFAULT_KEYWORDS, SILENCE
-from whisper_example.data import BACKGROUND_NOISE
+from whisper_example.sources import BACKGROUND_NOISE
 
 if TYPE_CHECKING:  # datasets is slow to import; only the disk format needs it.
     from datasets import Dataset, Features
@@ -663,7 +663,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _simulation_hint(dataset: Path) -> str:
     """How many SuperNodes the train split makes at the default speakers-per-node, and the command."""
     from whisper_example.config import default_values
-    from whisper_example.data import count_partitions
+    from whisper_example.partitions import count_partitions
 
     per_node = int(default_values()["speakers-per-node"])
     try:
@@ -704,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 make_speech_commands_disk(folder, out, seed=args.seed)
     except (ValueError, RuntimeError, FileExistsError) as error:
         raise SystemExit(f"error: {error}") from None
-    from whisper_example.data import SPLITS, load_source
+    from whisper_example.sources import SPLITS, load_source
 
     loaded = load_source(str(out), "")  # the call count_partitions makes: loaded once
     sizes = ", ".join(f"{split} {loaded[split].num_rows}" for split in SPLITS)

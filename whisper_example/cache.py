@@ -46,6 +46,11 @@ class DiskCache:
         self.root = Path(root)
         self.limit = limit_bytes
 
+    @classmethod
+    def of(cls, config) -> "DiskCache":
+        """The cache a run config names (``cache-dir``, ``cache-size-gb``)."""
+        return cls(config.cache_path, config.cache_limit_bytes)
+
     @property
     def enabled(self) -> bool:
         return self.limit > 0

@@ -1,4 +1,5 @@
-"""ClientApp: train the head on this node's clips, or evaluate it on the held-out slice.
+"""What does a SuperNode do with a message? The ClientApp: train the head on this node's
+clips, or evaluate it on the held-out slice.
 
 The same code runs in simulation (node config ``partition-id``/``num-partitions``) and on
 real SuperNodes (node config ``local-data``). On a SuperNode, Flower starts a fresh
@@ -18,12 +19,16 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common import log
 
+from whisper_example.cache import DiskCache
 from whisper_example.config import ConfigError, RunConfig
-from whisper_example.data import DataSourceError, node_clips, node_items, split_for_evaluation
-from whisper_example.encoder import ModelError, clip_features, default_device
-from whisper_example.head import build_head, evaluate_head, load_head_state, train_head, training_memory
+from whisper_example.encoder import Encoder, ModelError, default_device
+from whisper_example.features import clip_features
+from whisper_example.head import build_head, load_head_state
 from whisper_example.memory import MemoryLimitError, require
+from whisper_example.node_data import node_clips, split_for_evaluation
+from whisper_example.sources import DataSourceError
 from whisper_example.strategy import error_reply
+from whisper_example.training import evaluate_head, train_head, training_memory
 
 app = ClientApp()
 
@@ -35,9 +40,9 @@ def _report(text: str) -> None:
 
 
 def _node(msg: Message, context: Context, slice_index: int):
-    """The run config, the received head and the features of one slice of this node's clips."""
+    """The run config, this node's clips, the indices of one slice of them, and the received head."""
     config = RunConfig.from_mapping(context.run_config)
-    clips = node_clips(node_items(context.node_config), config)
+    clips = node_clips(context.node_config, config)
     indices = split_for_evaluation(len(clips), config.eval_fraction, config.seed)[slice_index]
     head = load_head_state(build_head(config), msg.content["arrays"].to_torch_state_dict())
     return config, clips, indices, head
@@ -98,7 +103,7 @@ def _train(msg: Message, context: Context) -> tuple[Message, float]:
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), 0.0
     device = default_device()
     require(training_memory(config, head), "lower batch-size or encoder-frames")
-    features = clip_features(clips, indices, config, device=device, report=_report)
+    features = clip_features(clips, indices, Encoder(config, device), DiskCache.of(config), report=_report)
     server_round = int(msg.content["config"]["server-round"])
     started = time.monotonic()
     result = train_head(
@@ -133,7 +138,7 @@ def _evaluate(msg: Message, context: Context) -> tuple[Message, float]:
     computing = 0.0
     if len(indices):
         device = default_device()
-        features = clip_features(clips, indices, config, device=device, report=_report)
+        features = clip_features(clips, indices, Encoder(config, device), DiskCache.of(config), report=_report)
         started = time.monotonic()
         result = evaluate_head(head, features, config.num_classes, device=device)
         computing = time.monotonic() - started

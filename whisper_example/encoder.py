@@ -1,16 +1,10 @@
-"""What does the frozen Whisper encoder say about a clip, and where is that kept?
+"""What does the frozen Whisper encoder say about a clip? The pretrained model, cut to
+``encoder-frames`` positions, run in batches at the precision the hardware does fast.
 
-The encoder never changes, so each clip is encoded once and its features (fp16,
-``encoder-frames x hidden``) are kept in a store on disk, addressed by the clip's content
-digest: centralized training, the ServerApp's central evaluation and every SuperNode on
-a machine share the features of the same clips. A store is a folder per encoder setting
-(model, context, precision) of *shards*: ``<id>.npy`` (rows, memory-mapped when read)
-and ``<id>.keys`` (the rows' digests, written last). Consumers read features in batches,
-so memory does not grow with the number of clips. When the cache has no room (or is
-off), features are encoded on the fly by every pass, as the original example does.
-
-``transformers`` is imported only when something must be encoded: a ClientApp whose
-node is cached never loads the encoder.
+``Encoder`` is the one seam between audio and features: ``features.clip_features`` takes
+any object with its interface (tests and benchmarks pass subclasses that count or stand
+in). ``transformers`` is imported only when something must be encoded: a ClientApp whose
+node's features are stored never loads the model.
 """
 
 import functools
@@ -18,8 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,25 +19,19 @@ import numpy as np
 import torch
 
 from whisper_example.audio import SAMPLE_RATE
-from whisper_example.cache import DiskCache, gigabytes, reading, tmp_name, touch
 from whisper_example.config import RunConfig
-from whisper_example.data import DIGEST_BYTES, Clips, iter_batches
-from whisper_example.memory import require
+from whisper_example.memo import remembered
 
 log = logging.getLogger(__name__)
 
 MEL_FRAMES_PER_ENCODER_FRAME = 2  # Whisper's second convolution has stride 2
 HOP_LENGTH = 160  # samples per mel frame at 16 kHz
-STORE_VERSION = 1
-FEATURE_BYTES = 2  # fp16
+STORE_VERSION = 1  # bump when features change meaning, so stored ones are not reused
 Waveforms = Callable[[np.ndarray], np.ndarray]  # indices -> (n, 16000) float32 clips
 
 
 class ModelError(ValueError):
     """A model that is not a Whisper model, or a head that does not fit the run."""
-
-
-# --- the model --------------------------------------------------------------------------
 
 
 def model_identity(model_name: str) -> str:
@@ -58,7 +44,7 @@ def model_identity(model_name: str) -> str:
     return f"{folder.resolve()}|{'|'.join(stamps)}"
 
 
-@functools.lru_cache(maxsize=4)
+@remembered(maxsize=4)
 def whisper_config(model_name: str) -> dict:
     """The model's config.json (a local folder, or the Hub through its local cache)."""
     expected = "expected a Whisper model id on the Hub or a local folder with a Whisper config.json"
@@ -139,7 +125,7 @@ def encoding_batch_size(encoder_frames: int, device: str) -> int:
     return max(1, min(512, int(0.25 * free) // per_clip))
 
 
-@functools.lru_cache(maxsize=2)
+@remembered(maxsize=2)
 def load_encoder(model_name: str, encoder_frames: int, device: str):
     """The pretrained encoder with ``encoder_frames`` positions, frozen, in eval mode.
 
@@ -169,7 +155,7 @@ def load_encoder(model_name: str, encoder_frames: int, device: str):
     return encoder.eval().to(device)
 
 
-@functools.lru_cache(maxsize=2)
+@remembered(maxsize=2)
 def load_feature_extractor(model_name: str):
     from transformers import WhisperFeatureExtractor
 
@@ -253,185 +239,3 @@ class Encoder:
         for mel in loader:
             with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=autocast):
                 yield encoder(mel.to(self.device, non_blocking=True)).last_hidden_state
-
-
-# --- the feature store --------------------------------------------------------------------
-
-
-class FeatureStore:
-    """Features on disk, one row per clip, found by the clip's digest."""
-
-    def __init__(self, cache: DiskCache, namespace: str, row_shape: tuple[int, int]) -> None:
-        self.cache, self.row_shape = cache, row_shape
-        self.folder = cache.root / "features" / namespace
-        self._keys: dict[str, np.ndarray] = {}  # keys file name -> its digests, read once
-
-    def row_bytes(self) -> int:
-        return self.row_shape[0] * self.row_shape[1] * FEATURE_BYTES
-
-    def locate(self, digests: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """Open the shards that hold ``digests``: (shards, shard of each digest or -1, row)."""
-        where: dict[bytes, tuple[int, int]] = {}
-        names = sorted(path.name for path in self.folder.glob("*.keys")) if self.folder.is_dir() else []
-        for number, name in enumerate(names):
-            if name not in self._keys:
-                self._keys[name] = np.fromfile(self.folder / name, dtype=f"V{DIGEST_BYTES}")
-            for row, digest in enumerate(self._keys[name]):
-                where[digest.tobytes()] = (number, row)
-        shard_of = np.full(len(digests), -1, dtype=np.int64)
-        row_of = np.zeros(len(digests), dtype=np.int64)
-        for index, digest in enumerate(digests):
-            shard_of[index], row_of[index] = where.get(digest.tobytes(), (-1, 0))
-        shards: list[np.ndarray] = []
-        for number, name in enumerate(names):
-            used = shard_of == number
-            path = self.folder / name.replace(".keys", ".npy")
-            try:
-                shards.append(
-                    np.load(path, mmap_mode="r") if used.any() else np.zeros((0, *self.row_shape), np.float16)
-                )
-            except (FileNotFoundError, ValueError):  # evicted by another process meanwhile
-                shards.append(np.zeros((0, *self.row_shape), np.float16))
-                shard_of[used] = -1
-                continue
-            if used.any():
-                touch(self.folder / name, path)
-                reading(path, shards[-1])
-        return shards, shard_of, row_of
-
-    def add(self, digests: np.ndarray, rows: Iterator[torch.Tensor]) -> bool:
-        """Write a new shard from ``rows`` (batches in ``digests`` order); False if no room."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        final = self.folder / f"{uuid.uuid4().hex}.npy"
-        tmp = tmp_name(final)
-        shape = (len(digests), *self.row_shape)
-        with self.cache.locked():
-            if not self.cache.reserve(len(digests) * self.row_bytes() + 128):
-                return False
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        try:
-            start = 0
-            for batch in rows:
-                array[start : start + len(batch)] = batch.to("cpu", torch.float16).numpy()
-                start += len(batch)
-            array.flush()
-            del array
-            keys_tmp = tmp_name(final.with_suffix(".keys"))
-            np.ascontiguousarray(digests).tofile(keys_tmp)
-            with self.cache.locked():
-                os.replace(tmp, final)
-                os.replace(keys_tmp, final.with_suffix(".keys"))  # last: the shard is complete
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return True
-
-
-# --- features of some clips, in batches ---------------------------------------------------
-
-
-class ClipFeatures:
-    """Encoder features of ``clips[indices]``: read from the store, or encoded on the fly."""
-
-    def __init__(self, clips: Clips, indices: np.ndarray, encoder: Encoder, stored: tuple | None) -> None:
-        self.clips, self.indices, self.encoder, self.stored = clips, np.asarray(indices, np.int64), encoder, stored
-        self.labels = torch.from_numpy(clips.labels[self.indices])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    @property
-    def on_the_fly(self) -> bool:
-        return self.stored is None
-
-    def batches(
-        self, order: np.ndarray, batch_size: int, drop_last: bool = False
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(features float32, labels) on the device, for positions ``order`` (0..len-1) in that order."""
-        groups = list(iter_batches(np.asarray(order, np.int64), batch_size, drop_last))
-        device = self.encoder.device
-        if self.stored is None:  # encoder calls of the encoder's own batch size, whatever the consumer's
-            waveforms = lambda positions: self.clips.waveforms(self.indices[positions])  # noqa: E731
-            chunks = [chunk for group in groups for chunk in iter_batches(group, self.encoder.batch_size)]
-            encoded = self.encoder.encode(waveforms, chunks)
-            for group in groups:
-                parts, count = [], 0
-                while count < len(group):
-                    parts.append(next(encoded))
-                    count += len(parts[-1])
-                yield torch.cat(parts).float(), self.labels[group].to(device)
-            return
-        shards, shard_of, row_of = self.stored
-        for group in groups:
-            rows = np.empty((len(group), *self.encoder_shape()), np.float16)
-            for shard in np.unique(shard_of[group]):
-                mask = shard_of[group] == shard
-                rows[mask] = shards[shard][row_of[group][mask]]
-            yield torch.from_numpy(rows).to(device, torch.float32), self.labels[group].to(device)
-
-    def encoder_shape(self) -> tuple[int, int]:
-        return self.encoder.frames, self.encoder.hidden
-
-
-def clip_features(
-    clips: Clips, indices: np.ndarray, config: RunConfig, *, device: str, report: Callable[[str], None] = log.info
-) -> ClipFeatures:
-    """Features of ``clips[indices]``: cached ones are read; missing ones are encoded into
-    the store when the cache has room, else every pass encodes them on the fly.
-
-    ``report`` receives what will be encoded and written (and its cost) before the work
-    starts, then progress with an ETA.
-    """
-    encoder = Encoder(config, device)
-    indices = np.asarray(indices, np.int64)
-    if len(indices) == 0:
-        return ClipFeatures(clips, indices, encoder, (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)))
-    cache = DiskCache(config.cache_path, config.cache_limit_bytes)
-    fix = "lower encoder-frames (e.g. --run-config encoder-frames=50) or give this process more memory"
-    if not cache.enabled:
-        require(encoder.memory_needed(), fix)
-        report(f"feature cache off: {len(indices)} clips encoded on the fly every pass ({encoder.describe()})")
-        return ClipFeatures(clips, indices, encoder, None)
-    store = FeatureStore(cache, encoder.namespace, (encoder.frames, encoder.hidden))
-    digests = clips.digests[indices]
-    shards, shard_of, row_of = store.locate(digests)
-    missing = np.flatnonzero(shard_of < 0)
-    if len(missing):
-        first = {digests[index].tobytes(): index for index in missing[::-1]}  # identical clips once
-        missing = np.sort(np.fromiter(first.values(), np.int64, len(first)))
-        nbytes = len(missing) * store.row_bytes()
-        require(encoder.memory_needed(), fix)
-        report(f"encoding {len(missing)} of {len(indices)} clips ({encoder.describe()}): {cache.summary(nbytes)}")
-        rows = _with_progress(
-            encoder.encode(
-                lambda positions: clips.waveforms(indices[positions]), list(iter_batches(missing, encoder.batch_size))
-            ),
-            len(missing),
-            report,
-        )
-        if not store.add(digests[missing], rows):
-            report(
-                f"the cache ({gigabytes(cache.limit)}, cache-size-gb) cannot hold {gigabytes(nbytes)}: "
-                "these clips are encoded on the fly every pass"
-            )
-            return ClipFeatures(clips, indices, encoder, None)
-        shards, shard_of, row_of = store.locate(digests)
-        if (shard_of < 0).any():  # evicted by another process between writing and reading
-            return ClipFeatures(clips, indices, encoder, None)
-    return ClipFeatures(clips, indices, encoder, (shards, shard_of, row_of))
-
-
-def _with_progress(
-    batches: Iterator[torch.Tensor], total: int, report: Callable[[str], None]
-) -> Iterator[torch.Tensor]:
-    """Pass batches through, reporting clips/s and the time left after the first ones."""
-    started = time.monotonic()
-    done, last = 0, started
-    for batch in batches:
-        yield batch
-        done += len(batch)
-        now = time.monotonic()
-        if done < total and now - last >= 30 or done == total and now - started >= 30:
-            rate = done / (now - started)
-            report(f"encoded {done}/{total} clips, {rate:.1f} clips/s, about {(total - done) / rate / 60:.1f} min left")
-            last = now

@@ -1,4 +1,5 @@
-"""Pictures of a run, drawn from its ``results.json`` and ``config.json``.
+"""What does a person look at? Pictures of a run, drawn from its ``results.json`` and
+``config.json``, and of the detections in a long recording.
 
 - ``accuracy_loss.png``: accuracy and loss per round (or epoch) of training, federated
   evaluation and central validation, whichever the run recorded;
@@ -7,7 +8,8 @@
   central validation.
 
 Missing, null and NaN values are left out, and a line breaks where a round lacks its
-value. Figures are drawn on the Agg canvas without pyplot: no display is needed.
+value. ``draw_detections`` draws a recording's waveform with what ``predict`` found in
+it. Figures are drawn on the Agg canvas without pyplot: no display is needed.
 
     python -m whisper_example.plots RUN_DIR     # (re)draw a run's plots
 """
@@ -24,6 +26,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from whisper_example.audio import SAMPLE_RATE
 
 ACCURACY_LOSS = "accuracy_loss.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -206,6 +210,47 @@ def draw_per_class_accuracy(run: Run) -> Path | None:
     axes.grid(True, axis="y", alpha=0.3)
     axes.set_title(f"per-class accuracy ({label})")
     return save(drawing, run.path / PER_CLASS_ACCURACY)
+
+
+def draw_detections(
+    path: Path,
+    audio: np.ndarray,
+    starts: np.ndarray,
+    probabilities: np.ndarray,
+    detections: list,
+    keywords: dict[int, str],
+    threshold: float,
+) -> Path:
+    """A long recording's waveform with its detections marked, and each keyword's
+    probability (``keywords``: class id -> name) at every window's centre."""
+    drawing = figure(12, 5.5)
+    wave_axes, probability_axes = drawing.subplots(2, 1, sharex=True, height_ratios=[1, 1.4])
+    seconds = np.arange(audio.size) / SAMPLE_RATE
+    step = max(1, audio.size // 20_000)  # enough points for the eye
+    wave_axes.plot(seconds[::step], audio[::step], color="0.4", linewidth=0.5)
+    wave_axes.set_ylabel("waveform")
+    for detection in detections:
+        for axes in (wave_axes, probability_axes):
+            axes.axvspan(detection.start, detection.end, color="tab:green", alpha=0.15)
+        wave_axes.text(
+            (detection.start + detection.end) / 2,
+            0.95,
+            detection.word,
+            transform=wave_axes.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=8,
+        )
+    centres = starts + 0.5
+    for index, name in keywords.items():
+        probability_axes.plot(centres, probabilities[:, index], linewidth=1, label=name)
+    probability_axes.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label="threshold")
+    probability_axes.set_ylim(-0.02, 1.02)
+    probability_axes.set_ylabel("probability (window centre)")
+    probability_axes.set_xlabel("time (s)")
+    probability_axes.legend(fontsize="x-small", ncols=2, loc="upper right")
+    wave_axes.set_title(f"{len(detections)} keyword detection(s)")
+    return save(drawing, path)
 
 
 def draw_run_plots(run_dir: Path) -> list[Path]:

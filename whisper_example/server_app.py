@@ -1,4 +1,5 @@
-"""ServerApp: FedAvg of the keyword head over SuperNodes, one recorded round at a time.
+"""How does a federated run go? The ServerApp: FedAvg of the keyword head over SuperNodes,
+one recorded round at a time.
 
 A run that cannot succeed (a bad run config, a model or dataset that cannot be loaded,
 every node failing alike in the first round) stops early: its results.json says why,
@@ -13,15 +14,19 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
+from whisper_example.cache import DiskCache
 from whisper_example.config import ConfigError, RunConfig
-from whisper_example.data import DataSourceError, prepare_split
-from whisper_example.encoder import ModelError, clip_features, default_device
-from whisper_example.head import build_head, count_parameters, evaluate_head, head_state, load_head_state
+from whisper_example.encoder import Encoder, ModelError, default_device
+from whisper_example.features import clip_features
+from whisper_example.head import build_head, count_parameters, head_state, load_head_state
 from whisper_example.memory import MemoryLimitError
 from whisper_example.plots import draw_run_plots
+from whisper_example.prepare import prepare_split
 from whisper_example.runs import CheckpointError, RunFolder
+from whisper_example.sources import DataSourceError
 from whisper_example.strategy import KeywordFedAvg, RunFailed
 from whisper_example.tracking import TrackerUnavailable, open_tracker
+from whisper_example.training import evaluate_head
 
 app = ServerApp()
 
@@ -58,12 +63,13 @@ class CentralEvaluator:
 
     def __init__(self, config: RunConfig) -> None:
         self.config, self.device, self.splits = config, default_device(), {}
+        self.encoder = Encoder(config, self.device)
 
     def prepare(self, split: str):
         if split not in self.splits:
             clips = prepare_split(self.config, split, progress=False)
             self.splits[split] = clip_features(
-                clips, np.arange(len(clips)), self.config, device=self.device, report=_report
+                clips, np.arange(len(clips)), self.encoder, DiskCache.of(self.config), report=_report
             )
         return self.splits[split]
 

@@ -1,12 +1,13 @@
-"""Pictures of the federated dataset: how many clips each SuperNode holds, and of which class.
+"""How is the data spread over the SuperNodes? Pictures of the clips each node holds, and of
+which class: the README's dataset pictures.
 
-The partitions are the project's own (``data.partition_rows``); each node's words are
+The partitions are the project's own (``partitions.partition_rows``); each node's words are
 counted by class name as the task names them, and the node's silence crops (about
 ``silence-fraction`` of its clips, when the source has background noise) are added as
 the ClientApp adds them.
 
-    python -m whisper_example.dataset_plots --dataset /tmp/speech --keywords yes,no,up,down
-    python -m whisper_example.dataset_plots --max-partitions 40   # Speech Commands v0.02
+    python tools/dataset_plots.py --dataset /tmp/speech --keywords yes,no,up,down
+    python tools/dataset_plots.py --max-partitions 40   # Speech Commands v0.02
 
 Writes ``partition_sizes.png`` (every node) and ``label_distribution.png`` (the first
 ``--max-partitions`` nodes, stacked per class) into ``--out`` (default ``_static/``).
@@ -19,17 +20,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 
+from whisper_example.clips import class_of
 from whisper_example.config import SILENCE, RunConfig, add_config_options, config_from_options
-from whisper_example.data import (
-    DataSourceError,
-    class_of,
-    count_partitions,
-    is_silence,
-    load_source,
-    partition_rows,
-    silence_count,
-)
+from whisper_example.partitions import count_partitions, partition_rows
 from whisper_example.plots import figure, save
+from whisper_example.prepare import silence_count
+from whisper_example.sources import DataSourceError, is_silence, load_source
 
 OPTIONS = ("dataset", "dataset-subset", "keywords", "speakers-per-node", "silence-fraction")
 PARTITION_SIZES = "partition_sizes.png"
@@ -103,7 +99,7 @@ def draw_dataset(config: RunConfig, max_partitions: int, out_dir: Path) -> list[
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(prog="python -m whisper_example.dataset_plots", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/dataset_plots.py", description=__doc__.split("\n")[0])
     add_config_options(parser, *OPTIONS)
     parser.add_argument(
         "--max-partitions", type=int, default=30, help="SuperNodes shown in the class distribution (sizes show all)"

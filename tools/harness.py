@@ -1,6 +1,6 @@
 """Run a Flower app end to end on the Simulation or the Deployment Engine, isolated and self-cleaning.
 
-Test helpers for flwr 1.41. Facts they rely on (verified on flwr 1.41.0):
+For the tests and benchmarks (flwr 1.41 and 1.42). Facts they rely on (verified on flwr 1.41.0):
 
 * `flwr run <app>` migrates the app's `[tool.flwr.federations]` into `$FLWR_HOME/config.toml`
   (overwriting connections of the same name), then comments that section out in pyproject.toml. So
@@ -124,17 +124,37 @@ def _write_flwr_config(home: Path, default: str, connections: Mapping[str, Mappi
     (home / "config.toml").write_text("\n".join(lines) + "\n")
 
 
-def _copy_app(app_dir: Path, dest: Path, *, comment_out_federations: bool = False) -> None:
+def comment_out_federations(pyproject: Path) -> None:
+    """Comment out `[tool.flwr.federations*]` as flwr's migration does (same section pattern);
+    a section already commented out stays as it is."""
+    inside, lines = False, []
+    for line in pyproject.read_text().splitlines(keepends=True):
+        if match := re.match(r"\s*\[(.*)\]", line):
+            inside = match.group(1).startswith("tool.flwr.federations")
+        lines.append(f"# {line}" if inside and line.strip() else line)
+    pyproject.write_text("".join(lines))
+
+
+def declared_federation(pyproject: Path, name: str) -> dict | None:
+    """The `[tool.flwr.federations.<name>]` table of an app, also once flwr's migration has
+    commented the section out (it then lives in `$FLWR_HOME/config.toml`); None if absent."""
+    lines, migrated = [], False
+    for line in pyproject.read_text().splitlines():
+        if match := re.match(r"\s*(# )?\[(.*)\]", line):
+            migrated = bool(match.group(1)) and match.group(2).startswith("tool.flwr.federations")
+        lines.append(line.removeprefix("# ") if migrated else line)
+    table = tomllib.loads("\n".join(lines))
+    for key in ("tool", "flwr", "federations", name):
+        table = table.get(key) if isinstance(table, dict) else None
+    return table if isinstance(table, dict) else None
+
+
+def _copy_app(app_dir: Path, dest: Path, *, federations: bool = True) -> None:
     if dest.exists() or not (app_dir / "pyproject.toml").is_file():
         raise HarnessError(f"Need a fresh {dest} and a pyproject.toml in {app_dir}")
     shutil.copytree(app_dir, dest, symlinks=True, ignore=shutil.ignore_patterns(*DEFAULT_COPY_IGNORE))
-    if comment_out_federations:  # as flwr's migration does it (same section pattern)
-        pyproject, inside, lines = dest / "pyproject.toml", False, []
-        for line in pyproject.read_text().splitlines(keepends=True):
-            if match := re.match(r"\s*\[(.*)\]", line):
-                inside = match.group(1).startswith("tool.flwr.federations")
-            lines.append(f"# {line}" if inside and line.strip() else line)
-        pyproject.write_text("".join(lines))
+    if not federations:
+        comment_out_federations(dest / "pyproject.toml")
 
 
 @dataclass(frozen=True)
@@ -491,10 +511,10 @@ class Deployment:
     """`flower-superlink`, `flower-supernode`s and `flwr run` on 127.0.0.1, as a context manager.
 
     `tls=None` runs everything `--insecure`; `supernode_auth` needs `tls`. The CLI's config.toml has one
-    connection, `local-deployment`, aimed at this SuperLink; `migrated_connection` is the table that
-    app_dir's pyproject.toml declares for it (None if absent or commented out). On exit every process is
-    stopped, and HarnessError is raised if one or a port survives. One Deployment (or simulation) at a
-    time per process: each start kills what earlier ones left.
+    connection, `local-deployment`, aimed at this SuperLink; `declared_connection` is the table that
+    app_dir's pyproject.toml declares for it (also once flwr's migration commented it out; None if
+    absent). On exit every process is stopped, and HarnessError is raised if one or a port survives.
+    One Deployment (or simulation) at a time per process: each start kills what earlier ones left.
     """
 
     app_dir: Path
@@ -513,13 +533,10 @@ class Deployment:
         self.ports: list[int] = []
         self.supernodes: dict[str, SuperNode] = {}
         self.superlink: subprocess.Popen[bytes] | None = None
-        declared = tomllib.loads((self.app_dir / "pyproject.toml").read_text())
-        for key in ("tool", "flwr", "federations", DEPLOYMENT):
-            declared = declared.get(key) if isinstance(declared, dict) else None
-        self.migrated_connection: dict | None = declared if isinstance(declared, dict) else None
+        self.declared_connection = declared_federation(self.app_dir / "pyproject.toml", DEPLOYMENT)
 
     def __enter__(self) -> Deployment:
-        _copy_app(self.app_dir, self.app, comment_out_federations=True)
+        _copy_app(self.app_dir, self.app, federations=False)
         _cleanup_stale()
         try:
             self.port = self._new_port()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from whisper_example.augment import training_features
 from whisper_example.cache import DiskCache
 from whisper_example.config import ConfigError, add_config_options, config_from_options
 from whisper_example.encoder import Encoder, ModelError, default_device
@@ -27,20 +28,22 @@ from whisper_example.head import build_head, count_parameters, head_state, load_
 from whisper_example.memory import MemoryLimitError
 from whisper_example.plots import draw_run_plots
 from whisper_example.prepare import prepare_split
+from whisper_example.records import RoundRecord
 from whisper_example.runs import CheckpointError, RunFolder, load_checkpoint
 from whisper_example.sources import SPLITS, DataSourceError
-from whisper_example.training import evaluate_head, train_head
+from whisper_example.training import TrainResult, evaluate_head, learning_rate_at, train_head
 
 OPTIONS = (
-    "dataset", "dataset-subset", "model-name", "keywords", "batch-size", "learning-rate", "seed",
-    "silence-fraction", "encoder-frames", "encoder-precision", "cache-dir", "cache-size-gb", "output-dir",
+    "dataset", "dataset-subset", "model-name", "keywords", "batch-size", "learning-rate", "lr-schedule", "seed",
+    "silence-fraction", "augment-variants", "encoder-frames", "encoder-precision", "cache-dir", "cache-size-gb",
+    "output-dir",
 )  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_config_options(parser, *OPTIONS)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="start from this saved head (best.pt, final_head.pt...)"
     )
@@ -80,40 +83,48 @@ def train(config, args: argparse.Namespace, head: torch.nn.Module, run: RunFolde
     features = {}
     for split in SPLITS:
         clips = prepare_split(config, split)
-        features[split] = clip_features(clips, np.arange(len(clips)), encoder, cache, report=print)
+        if split == "train":
+            features[split] = training_features(
+                clips,
+                np.arange(len(clips)),
+                encoder,
+                cache,
+                variants=config.augment_variants,
+                seed=config.seed,
+                report=print,
+            )
+        else:
+            features[split] = clip_features(clips, np.arange(len(clips)), encoder, cache, report=print)
     print(f"Classification head: {count_parameters(head):,} parameters")
     trainable = torch.compile(head) if args.compile else head
-    for epoch in range(1, args.epochs + 1):
-        started = time.perf_counter()
-        result = train_head(
-            trainable,
-            features["train"],
-            epochs=1,
-            learning_rate=config.learning_rate,
-            batch_size=config.batch_size,
-            seed=config.seed + epoch,
-            device=device,
-            progress=f"epoch {epoch}/{args.epochs}",
-        )
+    started = time.perf_counter()
+
+    def validate(epoch: int, result: TrainResult) -> None:
+        nonlocal started
         validation = evaluate_head(trainable, features["validation"], config.num_classes, device=device)
-        seconds = time.perf_counter() - started
-        run.finish_round(
-            {
-                "round": epoch,
-                "train": {
-                    "train-loss": result.loss,
-                    "train-accuracy": result.accuracy,
-                    "num-examples": len(features["train"]),
-                },
-                "central-evaluation": validation.metrics(config.class_names),
-                "wall-time-s": seconds,
-            },
-            head_state(head),
-        )
+        seconds, started = time.perf_counter() - started, time.perf_counter()
+        rate = learning_rate_at(config.lr_schedule, config.learning_rate, epoch, args.epochs)
+        train = {"train-loss": result.loss, "train-accuracy": result.accuracy, "num-examples": len(features["train"])}
+        record = RoundRecord(epoch, rate, train=train, central_evaluation=validation.metrics(config.class_names))
+        record.wall_time_s = seconds
+        run.finish_round(record, head_state(head))
         print(
             f"epoch {epoch}: train loss {result.loss:.4f} acc {result.accuracy:.4f} | "
             f"validation loss {validation.loss:.4f} acc {validation.accuracy:.4f} ({seconds:.1f} s)"
         )
+
+    train_head(
+        trainable,
+        features["train"],
+        epochs=args.epochs,
+        learning_rate=config.learning_rate,
+        schedule=config.lr_schedule,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        device=device,
+        progress="training",
+        after_epoch=validate,
+    )
     final = head_state(head)
     best = load_checkpoint(run.path / "best.pt")
     load_head_state(head, best["head"])

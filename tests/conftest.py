@@ -15,6 +15,12 @@ import torch
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers share the cores: two threads each would oversubscribe them, and torch's threads
+    # then wait on each other (a head training step measured 3.9 ms with one thread, 261 ms
+    # with two while another process computed). Processes the tests start inherit this.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 from whisper_example.audio import SAMPLE_RATE, to_pcm16  # noqa: E402
 from whisper_example.cache import DiskCache  # noqa: E402
@@ -155,6 +161,12 @@ def tones(num_classes: int, per_class: int, seed: int) -> Clips:
 def features_of(clips: Clips, indices, config, report=lambda line: None):
     """clip_features with the run's encoder (on the CPU) and cache."""
     return clip_features(clips, np.asarray(indices), Encoder(config, "cpu"), DiskCache.of(config), report=report)
+
+
+def head_parameters(hidden: int, classes: int) -> int:
+    """KeywordHead's size, counted by hand: conv (hidden x 128 x 3 + 128), attention (128 + 1),
+    classifier (256 x classes + classes)."""
+    return hidden * 128 * 3 + 128 + 128 + 1 + 256 * classes + classes
 
 
 def results_of(outputs: Path) -> tuple[Path, dict]:

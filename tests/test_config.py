@@ -39,6 +39,14 @@ def test_pyproject_defaults_are_valid_and_typed() -> None:
         ("cache-size-gb", -1.0, "gigabytes >= 0"),
         ("keywords", "yes,yes", "'keywords': keywords must be distinct"),
         ("keywords", "yes,_silence_", "are added automatically"),
+        ("strategy", "fedsgd", "'strategy' = 'fedsgd': expected one of fedavg, fedavgm, fedprox"),
+        ("max-weight-ratio", 0.5, "'max-weight-ratio' = 0.5: expected a number >= 1"),
+        ("max-update-ratio", 1.0, "'max-update-ratio' = 1.0: expected a number > 1"),
+        ("server-momentum", 1.0, "'server-momentum' = 1.0: expected a number in [0, 1) (fedavgm)"),
+        ("proximal-mu", -0.1, "'proximal-mu' = -0.1: expected a number >= 0 (fedprox)"),
+        ("trim-beta", 0.5, "'trim-beta' = 0.5: expected a number in (0, 0.5)"),
+        ("num-malicious-nodes", -1, "'num-malicious-nodes' = -1: expected an integer >= 0"),
+        ("augment-variants", -1, "'augment-variants' = -1: expected an integer >= 0"),
     ],
 )
 def test_bad_value_names_the_key_and_the_valid_range(key: str, value: object, message: str) -> None:

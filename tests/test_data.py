@@ -60,15 +60,24 @@ def test_a_script_hub_dataset_falls_back_to_its_parquet_conversion(monkeypatch: 
     assert calls == [None, "refs/convert/parquet"]
 
 
-def test_an_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_hub_says_how_to_use_a_local_copy_and_is_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    tries = []
+
     def offline(*args: object, **kwargs: object) -> None:
+        tries.append(args)
         raise ConnectionError("Couldn't reach 'google/speech_commands' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr("datasets.load_dataset", offline)
-    with pytest.raises(
-        DataSourceError, match=r"dataset 'google/speech_commands' could not be loaded.*--run-config \"dataset="
-    ):
-        load_source("google/speech_commands", "v0.02")
+    forget_all()
+    for _ in range(2):  # two nodes served by one simulation process
+        with pytest.raises(
+            DataSourceError,
+            match=r"dataset 'google/speech_commands' could not be loaded.*--dataset /data/speech_commands for the "
+            r"scripts, --run-config \"dataset=",
+        ):
+            load_source("google/speech_commands", "v0.02")
+    assert len(tries) == 1
+    forget_all()
 
 
 def test_partitions_group_speakers_and_cover_the_train_split(speech_folder: Path) -> None:

@@ -66,3 +66,19 @@ def test_the_declared_deployment_connection_is_read_before_and_after_flowers_mig
     assert declared_federation(pyproject, "local-deployment") == {"address": "127.0.0.1:8000", "insecure": True}
     comment_out_federations(pyproject)
     assert pyproject.read_text() == migrated
+
+
+def test_flowers_own_migration_leaves_what_the_tests_read(tmp_path: Path) -> None:
+    """After a first `flwr run .` in the checkout (flwr comments out the federations with its own
+    code, used here), the simulation tests' app copy and the deployment connection still work."""
+    from flwr.cli.config_migration import _comment_out_legacy_toml_config
+
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    _comment_out_legacy_toml_config(tmp_path)  # a no-op where this checkout was migrated already
+    migrated = (tmp_path / "pyproject.toml").read_text()
+    assert 'clientapp = "whisper_example.client_app:app"' in migrated
+    assert declared_federation(tmp_path / "pyproject.toml", "local-deployment") == {
+        "address": "127.0.0.1:8000",
+        "insecure": True,
+    }
+    assert declared_federation(tmp_path / "pyproject.toml", "local-sim-gpu")["options"]["num-supernodes"] == 422

@@ -15,7 +15,7 @@ from whisper_example.encoder import ModelError
 from whisper_example.head import build_head, head_state
 from whisper_example.predict import main
 from whisper_example.runs import RunFolder
-from whisper_example.spotter import KeywordSpotter
+from whisper_example.spotter import Detection, KeywordSpotter, precision_recall
 
 
 @pytest.fixture
@@ -69,47 +69,58 @@ def test_a_long_recording_is_scanned_in_windows_and_plotted(run_dir: Path, tmp_p
     assert rows[0] == "file,class,probability,start,end,error" and len(rows) > 1
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     spotter = KeywordSpotter.load(run_dir)
-    starts, probabilities, centred = spotter.scan(soundfile.read(long, dtype="float32")[0], hop=0.5)
+    starts, probabilities = spotter.scan(soundfile.read(long, dtype="float32")[0], hop=0.5)
     assert starts.tolist() == [0.5 * i for i in range(11)] and probabilities.shape == (11, 6)
-    assert centred.all()  # steady noise: every window's energy is centred
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_detections_merge_a_run_of_windows_and_never_report_silence_or_unknown(run_dir: Path) -> None:
+def test_detections_are_runs_of_windows_a_keyword_wins_and_never_silence_or_unknown(run_dir: Path) -> None:
     spotter = KeywordSpotter.load(run_dir)
-    starts = np.arange(12) * 0.25
-    probabilities = np.zeros((12, 6))
-    probabilities[:, 5] = 0.99  # _unknown_ everywhere: never a detection
-    probabilities[2:5, 0] = [0.85, 0.95, 0.85]  # "yes" peaks in window 3 (start 0.75 s)
-    probabilities[8:10, 1] = [0.9, 0.9]  # "no" in windows 8-9
-    probabilities[9, 2] = 0.8  # "up" overlapping "no" by more than half, less probable
-    centred = np.ones(12, dtype=bool)
-    detections = spotter.detections(starts, probabilities, centred, threshold=0.8)
-    assert [(d.word, round(d.start, 2), round(d.probability, 2)) for d in detections] == [
-        ("yes", 0.75, 0.95),
-        ("no", 2.12, 0.9),
+    starts = np.arange(16) * 0.25
+    probabilities = np.full((16, 6), 0.01)
+    probabilities[:, 5] = 0.9  # _unknown_ everywhere: never a detection
+    probabilities[2:5, 0] = [0.95, 0.97, 0.95]  # "yes" wins windows 2-4 (starts 0.5-1.0 s)
+    probabilities[8:10, 1] = [0.95, 0.95]  # "no" wins windows 8-9
+    probabilities[9, 2] = 0.92  # "up" only in window 9, where "no" wins: no detection
+    probabilities[13, 3] = 0.99  # "down" wins one stray window: too short a run
+    detections = spotter.detections(starts, probabilities, threshold=0.6)
+    assert [(d.word, round(d.start, 3), round(d.probability, 2)) for d in detections] == [
+        ("yes", 0.75, 0.97),
+        ("no", 2.125, 0.95),
     ]
-    centred[3] = False  # the peak window cuts its word at an edge: it does not count
-    assert [round(d.probability, 2) for d in spotter.detections(starts, probabilities, centred, threshold=0.8)] == [
-        0.85,
-        0.9,
-    ]
+    assert spotter.detections(starts, probabilities, threshold=0.96) == []  # no run reaches 0.96 long enough
 
 
-def test_a_bare_checkpoint_takes_settings_as_flags_and_refuses_a_mismatch(run_dir: Path, tiny_whisper: Path) -> None:
+def test_precision_and_recall_count_each_spoken_keyword_once(run_dir: Path) -> None:
+    detections = [Detection("yes", 0.6, 1.6, 0.9), Detection("yes", 0.7, 1.7, 0.9), Detection("no", 4.0, 5.0, 0.9)]
+    truth = [("yes", 1.0, 1.3), ("two", 2.0, 2.3), ("no", 3.0, 3.3), ("up", 6.0, 6.2)]
+    # "yes" matched once (its second detection is a false one), "no" 1.35 s off, "up" missed
+    assert precision_recall(detections, truth, keywords={"yes", "no", "up"}) == (1 / 3, 1 / 3)
+
+
+def test_a_checkpoint_brings_its_settings_and_refuses_others(run_dir: Path, tiny_whisper: Path) -> None:
     checkpoint = run_dir / "final_head.pt"
-    with pytest.raises(
-        ModelError,
-        match="holds a head for 50 encoder frames and 6 classes.*pass --encoder-frames 50 and --keywords with 4 words",
-    ):
-        KeywordSpotter.load(checkpoint, **{"model-name": str(tiny_whisper), "encoder-frames": 100})
-    spotter = KeywordSpotter.load(
-        checkpoint, **{"model-name": str(tiny_whisper), "encoder-frames": 50, "keywords": "a,b,c,d"}
+    with pytest.raises(ModelError, match="trained with encoder-frames=50, not 100: leave --encoder-frames out"):
+        KeywordSpotter.load(checkpoint, **{"encoder-frames": 100})
+    spotter = KeywordSpotter.load(checkpoint, **{"model-name": str(tiny_whisper)})  # another copy of the model
+    assert (spotter.config.encoder_frames, spotter.config.words) == (50, ("yes", "no", "up", "down"))
+    assert list(spotter.keywords.values()) == ["yes", "no", "up", "down"]
+
+
+def test_a_file_that_is_not_a_checkpoint_says_what_was_expected(tmp_path: Path, capsys) -> None:
+    not_a_head = tmp_path / "README.md"
+    not_a_head.write_text("# not a head\n")
+    with pytest.raises(SystemExit):
+        main([str(not_a_head), str(wav(tmp_path / "clip.wav", 1.0))])
+    error = capsys.readouterr().err
+    assert "README.md is not a head checkpoint (expected a file this project saved" in error
+    assert "weights_only" not in error and "delete it" not in error
+
+
+def test_the_output_base_names_its_newest_run(run_dir: Path, tmp_path: Path, capsys) -> None:
+    base = run_dir.parents[1]  # <output-dir>, with runs in <date>/<time>/ below it
+    with pytest.raises(SystemExit):
+        main([str(base), str(wav(tmp_path / "clip.wav", 1.0))])
+    assert f"{base} is not a run folder but holds runs in <date>/<time>/ below it; the newest is {run_dir}" in (
+        capsys.readouterr().err
     )
-    assert set(spotter.predict(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)) == {
-        "a",
-        "b",
-        "c",
-        "d",
-        "_silence_",
-        "_unknown_",
-    }

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, results_of, run_config
+import torch
+from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, head_parameters, results_of, run_config
 
 from whisper_example.node_data import node_clips, read_partition
 from whisper_example.runs import load_checkpoint
@@ -36,7 +37,7 @@ def test_centralized_writes_a_run_folder_like_a_flower_run(
     assert json.loads((run_dir / "config.json").read_text())["kind"] == "centralized"
     for name in ("best.pt", "final_head.pt", "accuracy_loss.png", "confusion_matrix.png", "per_class_accuracy.png"):
         assert (run_dir / name).is_file(), name
-    assert f"Classification head: {50 * 128 + 128 + 128 * TINY_HIDDEN * 6 + 6:,} parameters" in printed
+    assert f"Classification head: {head_parameters(TINY_HIDDEN, classes=6):,} parameters" in printed
     assert "epoch 2:" in printed and "test accuracy" in printed
 
     # Again from the best head, compiled: the clips and features are read from the cache.
@@ -52,7 +53,7 @@ def test_centralized_writes_a_run_folder_like_a_flower_run(
     again = centralized(speech_folder, tiny_whisper, tmp_path / "again", *options)
     assert "encoding" not in again.stdout and "preparing the" not in again.stdout + again.stderr
     (second,) = (tmp_path / "again" / "outputs").glob("*/*")
-    assert load_checkpoint(second / "final_head.pt")["head"]["0.weight"].shape == (128, 50, 1)
+    assert load_checkpoint(second / "final_head.pt")["settings"]["encoder-frames"] == 50
 
 
 def test_centralized_refuses_a_bad_option_before_any_work(tmp_path: Path) -> None:
@@ -87,3 +88,21 @@ def test_preprocess_writes_the_partitions_the_simulation_uses(
     from datasets import load_from_disk
 
     assert load_from_disk(str(tmp_path / "partition_0")).features["label"].names == names  # a datasets folder
+
+
+def test_two_centralized_runs_with_the_same_seed_give_the_same_head_and_test_metrics(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
+    import centralized
+
+    runs = []
+    for name in ("first", "again"):
+        centralized.main(
+            ["--dataset", str(speech_folder), "--model-name", str(tiny_whisper), "--keywords", ",".join(TEST_KEYWORDS),
+             "--encoder-frames", "50", "--epochs", "2", "--seed", "3", "--cache-dir", str(tmp_path / "cache"),
+             "--output-dir", str(tmp_path / name)]
+        )  # fmt: skip
+        run_dir, results = results_of(tmp_path / name)
+        runs.append((load_checkpoint(run_dir / "best.pt")["head"], results["test"]))
+    (head, test), (head_again, test_again) = runs
+    assert all(torch.equal(head[name], head_again[name]) for name in head) and test == test_again

@@ -1,6 +1,6 @@
 """`flwr run` on the real Simulation Engine, where the process boundary is the point: a
-healthy run with one ClientApp that raises, a misconfigured run that stops after round 1,
-and a GPU federation on a machine without one."""
+healthy run with one ClientApp that raises and one that is hostile, a misconfigured run
+that stops after round 1, and a GPU federation on a machine without one."""
 
 import json
 import math
@@ -9,18 +9,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY_HIDDEN, results_of, simulation_config
+from conftest import REPO, TINY_HIDDEN, head_parameters, results_of, simulation_config
 
 from tools.harness import DEFAULT_COPY_IGNORE, comment_out_federations, run_simulation
 from whisper_example.head import build_head
 from whisper_example.partitions import count_partitions
 from whisper_example.runs import load_checkpoint
 
-RAISING_CLIENTAPP = '''"""Written by tests/test_simulation.py: the real ClientApp, but node 0 raises in round 2."""
+RAISING_CLIENTAPP = '''"""Written by tests/test_simulation.py: the real ClientApp, but node 0 raises in round 2
+and node 1 is hostile: every round it sends its head x -1000, claiming 10**9 examples."""
 
+import numpy as np
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from tools.federation import hostile_train
 from whisper_example import client_app
 
 app = ClientApp()
@@ -30,6 +33,8 @@ app = ClientApp()
 def train(msg: Message, context: Context) -> Message:
     if context.node_config["partition-id"] == 0 and msg.content["config"]["server-round"] == 2:
         raise RuntimeError("injected fault: partition 0 raises in round 2")
+    if context.node_config["partition-id"] == 1:
+        return hostile_train("scaled", msg, context, np.random.default_rng(0))
     return client_app.train(msg, context)
 
 
@@ -78,7 +83,7 @@ def test_every_round_records_training_federated_and_central_evaluation(simulatio
     assert results["status"] == "completed" and [entry["round"] for entry in results["rounds"]] == [1, 2]
     for entry, failed in zip(results["rounds"], (0, 1)):
         assert entry["clients"] == {
-            "sampled": nodes, "replied": nodes, "trained": nodes - failed, "untrained": 0, "rejected": 0,
+            "sampled": nodes, "replied": nodes, "trained": nodes - failed - 1, "untrained": 0, "rejected": 0,
             "failed": failed,
             "evaluated": nodes, "evaluate-failed": 0,
         }, entry  # fmt: skip
@@ -94,6 +99,16 @@ def test_a_clientapp_that_raises_costs_its_node_one_round_and_is_named_on_one_li
     assert failure["reason"].endswith("injected fault: partition 0 raises in round 2"), failure
     assert "\n" not in failure["reason"] and "\x1b" not in failure["reason"]
     assert f"node {failure['node']} failed" in run.output
+
+
+def test_the_hostile_node_is_left_out_and_named_in_every_round(simulation) -> None:
+    run, run_dir, results, _ = simulation
+    hostile = {entry["round"]: [(b["node"], b["action"]) for b in entry["bounded"]] for entry in results["rounds"]}
+    ((node, action),) = hostile[1]
+    assert hostile == {1: [(node, "left out")], 2: [(node, "left out")]}
+    assert f"node {node} left out: update norm" in run.output
+    head = load_checkpoint(run_dir / "final_head.pt")["head"]
+    assert max(float(tensor.abs().max()) for tensor in head.values()) < 10  # x -1000 would be far above
 
 
 def test_the_run_folder_holds_the_config_plots_and_a_loadable_final_head(simulation) -> None:
@@ -116,8 +131,8 @@ def run_config_from(saved: dict):
 
 def test_the_log_says_what_the_server_did_and_no_deprecation_comes_from_the_project(simulation) -> None:
     run, _, _, nodes = simulation
-    assert f"Classification head: {50 * 128 + 128 + 128 * TINY_HIDDEN * 6 + 6:,} parameters" in run.output
-    assert f"averaging {nodes} of {nodes} replies" in run.output
+    assert f"Classification head: {head_parameters(TINY_HIDDEN, classes=6):,} parameters" in run.output
+    assert f"aggregating {nodes - 1} of {nodes} replies" in run.output
     assert f"configure_evaluate: {nodes} nodes ({nodes} of them trained this round)" in run.output
     assert "deprecated" not in run.output.lower(), [
         line for line in run.output.splitlines() if "deprecated" in line.lower()

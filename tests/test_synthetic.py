@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from scipy.signal import correlate
 
 from tools.synthetic import (
     ESPEAK_VARIANTS,
-    MIN_WORD_GAP,
+    MIN_CLIP_GAP,
     TESTING_LIST,
     VALIDATION_LIST,
     make_long_recording,
@@ -177,7 +178,7 @@ def test_long_recording_words_lie_inside_the_file_in_order_and_apart(long_record
     starts, ends = np.array([t[1] for t in truth]), np.array([t[2] for t in truth])
 
     assert np.all(0 <= starts) and np.all(starts < ends) and np.all(ends <= 8.0)
-    assert np.all(starts[1:] - ends[:-1] >= MIN_WORD_GAP - 1e-6)
+    assert np.all(starts[1:] - ends[:-1] >= MIN_CLIP_GAP - 1e-6)
 
 
 def test_long_recording_is_louder_inside_the_words_than_in_the_noise_between(long_recording: tuple[Path, list]) -> None:
@@ -215,5 +216,38 @@ def test_cli_writes_a_cheap_folder_and_names_the_federation_size(tmp_path: Path)
 
     # 12 speakers: 1 validation, 1 test and 10 train speakers, 2 SuperNodes of 5 speakers each.
     assert len(_word_clips(out)) == 24
-    assert f'--run-config "dataset=\'{out}\'" --federation-config "num-supernodes=2"' in result.stdout
-    assert f"python centralized.py --dataset {out}" in result.stdout
+    (simulation,) = [line for line in result.stdout.splitlines() if line.startswith("simulation: ")]
+    assert "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream" in simulation
+    assert f"--run-config \"dataset='{out}' encoder-frames=50 fraction-train=1.0" in simulation
+    assert simulation.endswith('--federation-config "num-supernodes=2"')
+    assert f"python centralized.py --dataset {out} --encoder-frames 50" in result.stdout
+
+
+def test_hard_clips_hold_noise_and_words_placed_early_in_the_window(tmp_path: Path) -> None:
+    from tools.synthetic import HARD, record_word
+
+    rng = np.random.default_rng(0)
+    word = np.sin(2 * np.pi * 300 * np.arange(4000) / 16000).astype(np.float32)
+    starts, snrs = [], []
+    for _ in range(200):
+        clip, start, end = record_word(word, 0.0, HARD, rng, 16000)
+        starts.append(start)
+        noise = np.concatenate([clip[:start], clip[end:]])
+        snrs.append(10 * np.log10(np.mean(clip[start:end] ** 2) / max(np.mean(noise**2), 1e-12)))
+    # (word + noise) / noise: 3 to 15.1 dB for noise at 0-15 dB SNR; far more over a faint floor
+    noisy = np.array(snrs) < 16
+    assert 0.7 < noisy.mean() < 0.9  # noise in 80% of the recordings
+    assert np.all(np.array(snrs)[noisy] > -1) and 5 < np.median(np.array(snrs)[noisy]) < 11  # noise varies in time
+    assert np.median(starts) < (16000 - 4000) / 3  # trimmed: most words early in the window
+
+
+def test_the_cli_writes_a_long_recording_of_a_test_speaker_with_its_words_times(tmp_path: Path) -> None:
+    path = tmp_path / "commands.wav"
+    result = subprocess.run(
+        [sys.executable, "tools/synthetic.py", "--long-recording", str(path), "--seconds", "8", "--occurrences", "3"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    truth = json.loads(path.with_suffix(".json").read_text())
+    assert len(truth) == 3 and all(0 <= row["start"] < row["end"] <= 8 for row in truth)
+    assert sf.info(path).frames == 8 * 16000 and f"wrote {path}" in result.stdout

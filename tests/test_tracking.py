@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from whisper_example.records import RoundRecord
 from whisper_example.tracking import TrackerUnavailable, flatten_metrics, open_tracker
 
-ENTRY = {
+ENTRY = {  # a round as results.json has it
     "round": 2,
     "clients": {"sampled": 4, "trained": 3},
     "failures": [{"node": 7, "reason": "boom"}],
@@ -34,7 +35,7 @@ def test_none_does_nothing_and_imports_nothing(tmp_path: Path, monkeypatch: pyte
     for module in ("wandb", "tensorboard", "torch.utils.tensorboard"):
         monkeypatch.setitem(sys.modules, module, None)  # importing them would fail
     tracker = open_tracker("none", tmp_path, {})
-    tracker.log_round(ENTRY)
+    tracker.log_round(RoundRecord.from_json(ENTRY))
     tracker.close()
     assert list(tmp_path.iterdir()) == []
 
@@ -53,8 +54,8 @@ def test_tensorboard_writes_scalars_per_round(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tracker = open_tracker("tensorboard", tmp_path, {"encoder-frames": 50})
-    tracker.log_round(ENTRY | {"round": 1})
-    tracker.log_round(ENTRY)
+    tracker.log_round(RoundRecord.from_json(ENTRY | {"round": 1}))
+    tracker.log_round(RoundRecord.from_json(ENTRY))
     tracker.log_test({"accuracy": 0.6}, step=2)
     tracker.close()
     events = EventAccumulator(str(tmp_path / "tensorboard"))
@@ -76,6 +77,6 @@ def test_wandb_runs_in_wandb_mode_offline_by_default(
     if mode:
         monkeypatch.setenv("WANDB_MODE", mode)
     tracker = open_tracker("wandb", tmp_path / "2025-01-01" / "10-00-00", {"log-to": "wandb"})
-    tracker.log_round(ENTRY)
+    tracker.log_round(RoundRecord.from_json(ENTRY))
     assert calls[0]["mode"] == expected and calls[0]["name"] == "2025-01-01/10-00-00"
-    assert logged == [(flatten_metrics(ENTRY), 2)]
+    assert logged == [(flatten_metrics(RoundRecord.from_json(ENTRY).to_json()), 2)]

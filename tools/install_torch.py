@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 try:
@@ -78,17 +79,49 @@ def cpu_build_version(requirement: str) -> str | None:
     return None
 
 
+def installed_torch() -> dict | None:
+    """The installed torch's metadata (version, requirements), or None."""
+    try:
+        found = distribution("torch")
+    except PackageNotFoundError:
+        return None
+    return {"version": found.version, "requires_dist": found.requires or []}
+
+
+def configured_sources() -> str:
+    """Where pip looks unless told otherwise: its configured index, extra indexes and
+    find-links (from ``pip config list``), else PyPI."""
+    settings = dict(
+        (key.split(".", 1)[1], value.strip("'\""))
+        for key, _, value in (line.partition("=") for line in pip("config", "list").stdout.splitlines())
+        if key.split(".", 1)[-1] in ("index-url", "extra-index-url", "find-links")
+    )
+    sources = [f"index {settings.get('index-url', 'https://pypi.org/simple')}"]
+    sources += [f"extra index {url}" for url in settings.get("extra-index-url", "").split()]
+    sources += [f"find-links {path}" for path in settings.get("find-links", "").split()]
+    return ", ".join(sources)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="say what would be installed")
     args = parser.parse_args()
     requirement = torch_requirement()
-    if has_nvidia_gpu():
+    gpu = has_nvidia_gpu()
+    if (installed := installed_torch()) and Requirement(requirement).specifier.contains(
+        installed["version"].split("+")[0]
+    ):
+        if gpu or not is_cuda_build(installed):
+            kind = "a CUDA build" if is_cuda_build(installed) else "a CPU build"
+            print(f"torch {installed['version']} ({kind}) is installed and within {requirement}: nothing to do")
+            return 0
+    if gpu:
         command = [requirement]
     elif (metadata := resolve(requirement, "--index-url", CPU_INDEX)) and not is_cuda_build(metadata):
         command = [f"torch=={metadata['version']}", "--index-url", CPU_INDEX]
     elif version := cpu_build_version(requirement):
         command = [f"torch=={version}"]
+        print(f"(a CPU build from pip's configured sources: {configured_sources()})")
     else:
         print(
             f"No CPU build of {requirement} is reachable ({CPU_INDEX} did not answer) and this machine has no NVIDIA "

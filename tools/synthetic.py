@@ -26,6 +26,7 @@ import argparse
 import functools
 import hashlib
 import io
+import json
 import os
 import random
 import shutil
@@ -71,6 +72,9 @@ SPOKEN_WORDS: tuple[str, ...] = LABEL_NAMES[:-1]
 DEFAULT_WORDS: tuple[str, ...] = (*DEFAULT_KEYWORDS, "zero", "marvin")
 """12 words: all commands plus two unknown words, so both kinds are present."""
 
+HARD_WORDS: tuple[str, ...] = (*DEFAULT_KEYWORDS, *LABEL_NAMES[10:20])
+"""20 words (``--hard``): the commands and the ten digits, which the app hears as ``_unknown_``."""
+
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
 
@@ -91,7 +95,6 @@ ESPEAK_VARIANTS: tuple[str, ...] = (
     *("steph", "steph2", "steph3", "travis", "victor", "zac"),
 )
 
-_ESPEAK_PITCH = 50  # espeak-ng's default -p
 _MAX_UTTERANCE_ID = 127  # the HF feature is int8
 _CLIPS_PER_PROCESS = 2000  # --cheap: fewer clips are written faster without a process pool
 
@@ -131,13 +134,39 @@ class ToneSpeaker:
     brightness: float  # level of each harmonic relative to the one below
 
 
-def make_speakers(num_speakers: int, seed: int = 0) -> list[Speaker]:
+@dataclass(frozen=True)
+class Conditions:
+    """How a generated dataset's speakers speak and record: ``EASY`` (the default: clean,
+    centred words from a narrow range of voices) or ``HARD`` (``--hard``: more like real
+    recordings, which trained heads find harder)."""
+
+    pitch: tuple[int, int]  # espeak-ng -p of a speaker, 0..99
+    speed: tuple[int, int]  # espeak-ng -s of a speaker, words per minute
+    peak: tuple[float, float]  # a word's peak level, linear full scale
+    noise_share: float  # share of recordings with background noise; the others have a faint floor
+    snr_db: tuple[float, float]  # that noise, dB below the word's power
+    reverb_share: float  # share of speakers who record in a reverberant room
+    rt60_s: tuple[float, float]  # that room's reverberation time
+    trimmed: bool  # words placed early in the window (trimmed recordings), else around its centre
+
+
+EASY = Conditions(
+    pitch=(38, 62), speed=(120, 175), peak=(0.25, 0.9), noise_share=0.0, snr_db=(0.0, 0.0), reverb_share=0.0,
+    rt60_s=(0.0, 0.0), trimmed=False,
+)  # fmt: skip
+HARD = Conditions(  # noise in 80% of the recordings, as Speech Commands' own training mixes it in
+    pitch=(15, 85), speed=(95, 235), peak=(0.03, 0.7), noise_share=0.8, snr_db=(0.0, 15.0), reverb_share=0.5,
+    rt60_s=(0.2, 0.7), trimmed=True,
+)  # fmt: skip
+
+
+def make_speakers(num_speakers: int, seed: int = 0, conditions: Conditions = EASY) -> list[Speaker]:
     """Return ``num_speakers`` speakers with pairwise distinct voice+variant.
 
     Voices and variants are walked diagonally: the first len(ESPEAK_VARIANTS)
     speakers all have different variants and cycle through the accents; later
     ones reuse a variant with another accent. The seed shuffles both lists
-    and draws each speaker's pitch and speaking rate.
+    and draws each speaker's pitch and speaking rate within ``conditions``.
     """
     rng = random.Random(seed)
     voices, variants = list(ESPEAK_VOICES), list(ESPEAK_VARIANTS)
@@ -145,7 +174,9 @@ def make_speakers(num_speakers: int, seed: int = 0) -> list[Speaker]:
     rng.shuffle(variants)
     capacity = len(voices) * len(variants)
     if not 1 <= num_speakers <= capacity:
-        raise ValueError(f"num_speakers must be in 1..{capacity} with espeak-ng (or use cheap), got {num_speakers}")
+        raise ValueError(
+            f"num_speakers must be in 1..{capacity} with espeak-ng, got {num_speakers} (--cheap has no such limit)"
+        )
     speakers = []
     for index in range(num_speakers):
         cycle, slot = divmod(index, len(variants))
@@ -153,8 +184,8 @@ def make_speakers(num_speakers: int, seed: int = 0) -> list[Speaker]:
             Speaker(
                 voice=voices[(cycle + slot) % len(voices)],
                 variant=variants[slot],
-                pitch=_ESPEAK_PITCH + rng.randint(-12, 12),
-                speed=rng.randint(120, 175),
+                pitch=rng.randint(*conditions.pitch),
+                speed=rng.randint(*conditions.speed),
             )
         )
     if len({s.speaker_id for s in speakers}) != len(speakers):
@@ -165,7 +196,7 @@ def make_speakers(num_speakers: int, seed: int = 0) -> list[Speaker]:
 def make_tone_speakers(num_speakers: int, seed: int = 0) -> list[ToneSpeaker]:
     """``num_speakers`` cheap speakers with distinct random ids, pitch within +-1/6 octave."""
     if num_speakers < 1:
-        raise ValueError(f"num_speakers must be at least 1, got {num_speakers}")
+        raise ValueError(f"num_speakers must be at least 1, got {num_speakers} (--cheap has no such limit)")
     rng = random.Random(seed)
     ids: dict[str, None] = {}  # insertion-ordered set
     while len(ids) < num_speakers:
@@ -178,7 +209,9 @@ def _require_espeak() -> str:
     """Path of espeak-ng, or a clear error telling how to install it."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise RuntimeError("espeak-ng not found; install it (apt-get install espeak-ng) or use cheap clips")
+        raise RuntimeError(
+            "espeak-ng not found; install it (apt-get install espeak-ng), or pass --cheap for tone patterns"
+        )
     return exe
 
 
@@ -248,22 +281,53 @@ def tone_word(speaker: ToneSpeaker, word: str, rng: np.random.Generator) -> np.n
     return np.concatenate(parts[:-1]).astype(np.float32)
 
 
-def place_in_clip(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Put an utterance into a 1-s clip like the official recordings.
+def room_of(speaker_id: str, seed: int, conditions: Conditions) -> float:
+    """The reverberation time (s) of the room a speaker records in; 0 for a dry room."""
+    rng = np.random.default_rng([seed, zlib.crc32(speaker_id.encode())])
+    reverberant = rng.random() < conditions.reverb_share
+    return float(rng.uniform(*conditions.rt60_s)) if reverberant else 0.0
 
-    Random level, a random offset around the centre (the official clips were
-    cut around the loudest second) and a faint noise floor, so no two clips
-    are identical and none contains digital silence.
-    """
-    speech = speech[:CLIP_SAMPLES]
-    speech = speech * (rng.uniform(0.25, 0.9) / max(np.abs(speech).max(), 1e-6))
-    room = CLIP_SAMPLES - len(speech)
-    centre = room // 2
-    jitter = min(centre, SAMPLE_RATE // 8)
-    offset = centre + int(rng.integers(-jitter, jitter + 1))
-    clip = rng.normal(0.0, rng.uniform(0.0005, 0.004), CLIP_SAMPLES)
-    clip[offset : offset + len(speech)] += speech
-    return np.clip(clip, -1.0, 1.0).astype(np.float32)
+
+def reverberate(speech: np.ndarray, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """``speech`` in a room: the direct sound plus an exponentially decaying noise tail (-60 dB
+    after ``rt60`` s) 2-12 dB weaker than it, as a talker near the microphone; the tail is kept."""
+    if rt60 <= 0:
+        return speech
+    from scipy.signal import fftconvolve
+
+    length = int(rt60 * SAMPLE_RATE)
+    tail = rng.standard_normal(length) * np.exp(-6.9 * np.arange(length) / length)  # ln(1000) = 6.9
+    tail *= np.sqrt(10 ** (-rng.uniform(2.0, 12.0) / 10) / np.sum(tail**2))  # direct-to-reverberant ratio
+    tail[0] = 1.0
+    return fftconvolve(speech, tail)[: len(speech) + length].astype(np.float32)
+
+
+def record_word(
+    speech: np.ndarray, rt60: float, conditions: Conditions, rng: np.random.Generator, length: int
+) -> tuple[np.ndarray, int, int]:
+    """``speech`` as recorded under ``conditions`` into ``length`` samples: in its room, at a
+    random level, at a random place, over noise at a random SNR (or a faint floor).
+    Returns the recording and where the dry word starts and ends in it."""
+    wet = reverberate(speech, rt60, rng)
+    wet = wet * (rng.uniform(*conditions.peak) / max(np.abs(wet).max(), 1e-6))
+    word = min(len(speech), length)
+    wet = wet[:length]
+    room = length - word
+    if conditions.trimmed:  # most words near the start, some further in
+        offset = int(room * rng.beta(1.0, 3.0))
+    else:  # around the centre, as the official clips were cut around the loudest second
+        jitter = min(room // 2, SAMPLE_RATE // 8)
+        offset = room // 2 + int(rng.integers(-jitter, jitter + 1))
+    clip = np.zeros(length, np.float32)
+    clip[offset : offset + len(wet)] = wet[: length - offset]
+    if rng.random() >= conditions.noise_share:
+        clip += rng.normal(0.0, rng.uniform(0.0005, 0.004), length)
+    else:
+        power = float(np.mean(wet[:word] ** 2))
+        noise = make_noise(str(rng.choice(list(NOISE_KINDS))), length / SAMPLE_RATE + 0.01, rng)[:length]
+        level = np.sqrt(power / 10 ** (rng.uniform(*conditions.snr_db) / 10) / max(float(np.mean(noise**2)), 1e-12))
+        clip += level * noise
+    return np.clip(clip, -1.0, 1.0).astype(np.float32), offset, offset + word
 
 
 def write_wav(target: str | Path | BinaryIO, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
@@ -366,7 +430,12 @@ def _check_words(words: Sequence[str]) -> None:
 
 
 def _write_clips(
-    root: Path, jobs: Sequence[_ClipJob], seed: int, rates: Mapping[str, int], stereo_words: Collection[str]
+    root: Path,
+    jobs: Sequence[_ClipJob],
+    seed: int,
+    rates: Mapping[str, int],
+    stereo_words: Collection[str],
+    conditions: Conditions,
 ) -> None:
     """Synthesize, place and write clips (runs in a worker thread or process)."""
     for job in jobs:
@@ -376,14 +445,20 @@ def _write_clips(
         else:
             speech = synthesize_word(job.speaker, job.word, rng)
         rate = rates.get(job.word, SAMPLE_RATE)
-        clip = resample(place_in_clip(speech, rng), SAMPLE_RATE, rate)
+        rt60 = room_of(job.speaker.speaker_id, seed, conditions)
+        clip = resample(record_word(speech, rt60, conditions, rng, CLIP_SAMPLES)[0], SAMPLE_RATE, rate)
         if job.word in stereo_words:  # slightly different channels, so a downmix is observable
             clip = np.stack([clip, 0.8 * clip], axis=1)
         write_wav(root / job.relpath, clip, rate)
 
 
 def _run_jobs(
-    root: Path, jobs: Sequence[_ClipJob], seed: int, rates: Mapping[str, int], stereo_words: Collection[str]
+    root: Path,
+    jobs: Sequence[_ClipJob],
+    seed: int,
+    rates: Mapping[str, int],
+    stereo_words: Collection[str],
+    conditions: Conditions,
 ) -> None:
     """Write all clips: espeak-ng in threads (they wait on subprocesses), tones in processes."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -392,11 +467,11 @@ def _run_jobs(
     else:
         pool_type, workers = ThreadPoolExecutor, 2 * cpus
     if workers == 1:
-        _write_clips(root, jobs, seed, rates, stereo_words)
+        _write_clips(root, jobs, seed, rates, stereo_words, conditions)
         return
     chunks = [jobs[i :: 8 * workers] for i in range(min(len(jobs), 8 * workers))]
     with pool_type(max_workers=workers) as pool:
-        futures = [pool.submit(_write_clips, root, chunk, seed, rates, stereo_words) for chunk in chunks]
+        futures = [pool.submit(_write_clips, root, chunk, seed, rates, stereo_words, conditions) for chunk in chunks]
         for future in futures:
             future.result()  # re-raise the first worker error, if any
 
@@ -428,14 +503,16 @@ def make_speech_commands_folder(
     sample_rates: Mapping[str, int] | None = None,
     stereo_words: Collection[str] = (),
     cheap: bool = False,
+    conditions: Conditions = EASY,
 ) -> Path:
     """Write a Speech Commands v0.02 archive layout under ``root``; return it.
 
     Every speaker says every word ``clips_per_word`` times into
-    ``root/<word>/<speaker>_nohash_<n>.wav`` (16 kHz mono int16, 1 s).
-    ``root/_background_noise_`` gets ``noise_files`` long noise recordings and
-    the validation/testing lists hold about 10 % of the speakers each.
-    ``cheap`` writes tone patterns (``tone_word``) instead of espeak-ng speech.
+    ``root/<word>/<speaker>_nohash_<n>.wav`` (16 kHz mono int16, 1 s), recorded
+    under ``conditions`` (``EASY`` or ``HARD``). ``root/_background_noise_`` gets
+    ``noise_files`` long noise recordings and the validation/testing lists hold
+    about 10 % of the speakers each. ``cheap`` writes tone patterns
+    (``tone_word``) instead of espeak-ng speech.
 
     For loader tests, ``sample_rates`` maps a word to another sample rate for
     all its clips and ``stereo_words`` makes a word's clips two-channel.
@@ -449,18 +526,18 @@ def make_speech_commands_folder(
         raise FileExistsError(f"{root} is not empty")
     if not cheap:
         _require_espeak()
-    speakers = make_tone_speakers(num_speakers, seed) if cheap else make_speakers(num_speakers, seed)
+    speakers = make_tone_speakers(num_speakers, seed) if cheap else make_speakers(num_speakers, seed, conditions)
     jobs = [_ClipJob(word, speaker, n) for word in words for speaker in speakers for n in range(clips_per_word)]
     for word in words:
         (root / word).mkdir(parents=True)
-    _run_jobs(root, jobs, seed, dict(sample_rates or {}), frozenset(stereo_words))
+    _run_jobs(root, jobs, seed, dict(sample_rates or {}), frozenset(stereo_words), conditions)
     _write_background_noise(root, noise_files, noise_seconds, seed)
     _write_split_lists(root, jobs, assign_speaker_splits([s.speaker_id for s in speakers]))
     return root
 
 
 # ------------------------------------------------------------------ long recordings
-MIN_WORD_GAP = 0.6  # seconds from the end of a word to the start of the next in a long recording
+MIN_CLIP_GAP = 0.1  # seconds between the recorded 1-s clips that make a long recording
 
 
 def make_long_recording(
@@ -472,40 +549,48 @@ def make_long_recording(
     speaker: Speaker | None = None,
     seed: int = 0,
     noise: bool = True,
+    conditions: Conditions = EASY,
+    distractors: Sequence[str] = (),
+    distractor_occurrences: int = 0,
 ) -> list[tuple[str, float, float]]:
     """Write a 16 kHz mono WAV with ``occurrences`` spoken ``words`` at random times.
 
     The words take turns (each is said when ``occurrences >= len(words)``) in a seeded
-    order, spoken with espeak-ng by ``speaker`` (default: a speaker drawn from the seed),
-    at least ``MIN_WORD_GAP`` seconds apart. Between them is silence, under a faint
+    order, mixed with ``distractor_occurrences`` words of ``distractors`` (words to be
+    ignored), spoken with espeak-ng by ``speaker`` (default: a speaker drawn from the
+    seed). Each is recorded as a 1-s clip of the dataset would be under ``conditions``
+    (level, room, place in its second, noise), and the clips lie at random times (so at
+    any offset from a scanning window's) at least ``MIN_CLIP_GAP`` apart, over a faint
     background-noise bed of a random NOISE_KINDS kind unless ``noise`` is False.
-    Returns the ground truth: (word, start_s, end_s) of each trimmed utterance, by time.
+    Returns the ground truth: (word, start_s, end_s) of each dry utterance, by time.
     """
-    if not words or occurrences < 0:
+    if not words or occurrences < 0 or distractor_occurrences < 0:
         raise ValueError("need at least one word and occurrences >= 0")
     rng = np.random.default_rng(seed)
-    speaker = speaker or make_speakers(1, seed)[0]
+    speaker = speaker or make_speakers(1, seed, conditions)[0]
     said = [words[i % len(words)] for i in range(occurrences)]
+    said += [distractors[i % len(distractors)] for i in range(distractor_occurrences if distractors else 0)]
     rng.shuffle(said)
-    speech = [synthesize_word(speaker, word, rng) for word in said]
+    rt60 = room_of(speaker.speaker_id, seed, conditions)
+    recorded = [record_word(synthesize_word(speaker, word, rng), rt60, conditions, rng, CLIP_SAMPLES) for word in said]
     total = int(seconds * SAMPLE_RATE)
-    gap, edge = int(MIN_WORD_GAP * SAMPLE_RATE), SAMPLE_RATE // 10
-    free = total - 2 * edge - sum(len(s) for s in speech) - gap * max(0, occurrences - 1)
+    gap, edge = int(MIN_CLIP_GAP * SAMPLE_RATE), SAMPLE_RATE // 10
+    free = total - 2 * edge - len(said) * CLIP_SAMPLES - gap * max(0, len(said) - 1)
     if free < 0:
-        raise ValueError(f"{occurrences} words {MIN_WORD_GAP} s apart do not fit in {seconds} s")
+        raise ValueError(f"{len(said)} words of 1 s, {MIN_CLIP_GAP} s apart, do not fit in {seconds} s")
     audio = np.zeros(total, dtype=np.float32)
     if noise:
         bed = make_noise(str(rng.choice(list(NOISE_KINDS))), seconds, rng)[:total]
         audio[: len(bed)] = bed * (rng.uniform(0.005, 0.015) / max(float(np.sqrt(np.mean(bed**2))), 1e-9))
     # Sorted uniform draws split the free time into random pauses: no overlap by construction.
-    slack = np.sort(rng.integers(0, free + 1, occurrences))
+    slack = np.sort(rng.integers(0, free + 1, len(said)))
     truth, start = [], edge
-    for i, (word, utterance) in enumerate(zip(said, speech)):
+    for i, (word, (clip, word_start, word_end)) in enumerate(zip(said, recorded)):
         at = start + int(slack[i])
-        audio[at : at + len(utterance)] += utterance * (rng.uniform(0.3, 0.8) / np.abs(utterance).max())
-        truth.append((word, at / SAMPLE_RATE, (at + len(utterance)) / SAMPLE_RATE))
-        start += len(utterance) + gap
-    write_wav(path, audio)
+        audio[at : at + CLIP_SAMPLES] += clip
+        truth.append((word, (at + word_start) / SAMPLE_RATE, (at + word_end) / SAMPLE_RATE))
+        start += CLIP_SAMPLES + gap
+    write_wav(path, np.clip(audio, -1.0, 1.0))
     return truth
 
 
@@ -637,9 +722,18 @@ def make_speech_commands_disk(folder_root: Path, out: Path, *, seed: int = 0) ->
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python tools/synthetic.py",
-        description="Write a Speech-Commands-v0.02 look-alike: espeak-ng speech, or --cheap tone patterns.",
+        description="Write a Speech-Commands-v0.02 look-alike (espeak-ng speech, or --cheap tone patterns), "
+        "or a long recording with keywords at known times (--long-recording).",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output directory (missing or empty)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="output directory of a dataset (missing or empty)")
+    where.add_argument(
+        "--long-recording",
+        type=Path,
+        metavar="FILE.wav",
+        help="write one long recording spoken by a test speaker of the dataset these options make, "
+        "and its words' times to FILE.json",
+    )
     parser.add_argument(
         "--format",
         choices=("folder", "disk"),
@@ -650,18 +744,58 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--words",
         nargs="+",
-        help=f"v0.02 words to say (default: {' '.join(DEFAULT_WORDS)}; with --cheap all 35 words)",
+        help=f"v0.02 words to say (default: {' '.join(DEFAULT_WORDS)}; with --cheap all 35 words; "
+        f"with --hard {' '.join(HARD_WORDS)})",
     )
     parser.add_argument("--clips-per-word", type=int, default=1, help="utterances of each word per speaker")
     parser.add_argument("--noise-files", type=int, default=2, help="background noise recordings")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cheap", action="store_true", help="tone patterns instead of espeak-ng speech (fast)")
+    parser.add_argument(
+        "--hard",
+        action="store_true",
+        help="recordings more like real ones: wide pitch, rate and level, noise at 0-15 dB SNR, reverberant "
+        "rooms, words trimmed towards the start of the window, digits as unknown words",
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the --long-recording")
+    parser.add_argument("--occurrences", type=int, default=8, help="keywords said in the --long-recording")
     parser.add_argument("--verbose", action="store_true", help="also list the speakers")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.cheap and (args.hard or args.long_recording):
+        parser.error("--cheap writes tone patterns: it goes with neither --hard nor --long-recording")
+    return args
+
+
+def write_long_recording(args: argparse.Namespace) -> None:
+    """``--long-recording``: keywords (and, with --hard, digits between them) said by the
+    first test speaker of the dataset the same options make; truth to FILE.json."""
+    conditions = HARD if args.hard else EASY
+    speakers = make_speakers(args.speakers, args.seed, conditions)
+    splits = assign_speaker_splits([s.speaker_id for s in speakers])
+    speaker = next((s for s in speakers if splits[s.speaker_id] == "test"), speakers[0])
+    keywords = [word for word in (args.words or DEFAULT_KEYWORDS) if word in DEFAULT_KEYWORDS]
+    distractors = [word for word in (args.words or HARD_WORDS) if word not in DEFAULT_KEYWORDS] if args.hard else []
+    path = args.long_recording.expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    others = len(distractors) and args.occurrences // 2  # an unknown word between every two keywords
+    truth = make_long_recording(
+        path, words=keywords, occurrences=args.occurrences, seconds=args.seconds, speaker=speaker, seed=args.seed,
+        conditions=conditions, distractors=distractors, distractor_occurrences=others,
+    )  # fmt: skip
+    rows = [{"word": word, "start": round(start, 3), "end": round(end, 3)} for word, start, end in truth]
+    path.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {path} ({args.seconds:g} s, speaker {speaker.speaker_id}) and {path.with_suffix('.json')}:")
+    print("  " + ", ".join(f"{row['word']} {row['start']:.2f}-{row['end']:.2f} s" for row in rows))
+
+
+QUICK_TRY = "encoder-frames=50"  # the 1-s context: ~30x cheaper than 30 s, as accurate on 1-s clips
+SIMULATION_SETTINGS = "fraction-train=1.0 fraction-evaluate=1.0 num-server-rounds=10 local-epochs=3 central-eval=true"
 
 
 def _simulation_hint(dataset: Path) -> str:
-    """How many SuperNodes the train split makes at the default speakers-per-node, and the command."""
+    """How many SuperNodes the train split makes at the default speakers-per-node, and a
+    command that visibly learns on a CPU in minutes: every node in every round, the 1-s
+    context, central evaluation; no per-run environment, the run's log streamed."""
     from whisper_example.config import default_values
     from whisper_example.partitions import count_partitions
 
@@ -671,16 +805,20 @@ def _simulation_hint(dataset: Path) -> str:
     except ValueError:  # flwr-datasets refuses fewer speakers than one group
         return f"simulation: fewer train speakers than speakers-per-node={per_node}; use more --speakers"
     return (
-        f"simulation: {nodes} SuperNodes (speakers-per-node={per_node}): flwr run . "
-        f'--run-config "dataset=\'{dataset}\'" --federation-config "num-supernodes={nodes}"'
+        f"simulation: {nodes} SuperNodes (speakers-per-node={per_node}): "
+        f"FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream "
+        f"--run-config \"dataset='{dataset}' {QUICK_TRY} {SIMULATION_SETTINGS}\" "
+        f'--federation-config "num-supernodes={nodes}"'
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python tools/synthetic.py``."""
     args = _parse_args(argv)
+    if args.long_recording:
+        return write_long_recording(args)
     out = args.out.expanduser().resolve()
-    words = args.words or (SPOKEN_WORDS if args.cheap else DEFAULT_WORDS)
+    words = args.words or (SPOKEN_WORDS if args.cheap else HARD_WORDS if args.hard else DEFAULT_WORDS)
     options = dict(
         words=words,
         num_speakers=args.speakers,
@@ -688,6 +826,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
         noise_files=args.noise_files,
         cheap=args.cheap,
+        conditions=HARD if args.hard else EASY,
     )
     import datasets  # needed below anyway; its progress bars would drown the summary
 
@@ -708,17 +847,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     loaded = load_source(str(out), "")  # the call count_partitions makes: loaded once
     sizes = ", ".join(f"{split} {loaded[split].num_rows}" for split in SPLITS)
-    kind = "tone-pattern" if args.cheap else "espeak-ng"
+    kind = "tone-pattern" if args.cheap else "espeak-ng, hard" if args.hard else "espeak-ng"
     print(f"wrote {out} ({args.format}, {kind}) in {time.perf_counter() - started:.1f} s: {sizes} rows")
     if args.verbose:
         if args.cheap:
             speakers = make_tone_speakers(args.speakers, args.seed)
             print("speakers: " + ", ".join(f"{s.speaker_id}=x{s.pitch:.2f}" for s in speakers))
         else:
-            speakers = make_speakers(args.speakers, args.seed)
+            speakers = make_speakers(args.speakers, args.seed, options["conditions"])
             print("speakers: " + ", ".join(f"{s.speaker_id}={s.espeak_voice}" for s in speakers))
     print(_simulation_hint(out))
-    print(f"centralized: python centralized.py --dataset {out} --epochs 10")
+    print(f"centralized: python centralized.py --dataset {out} --{QUICK_TRY.replace('=', ' ')}")
+    if not args.cheap:  # a recording of one of this dataset's test speakers, and the head's detections in it
+        same = f"--speakers {args.speakers} --seed {args.seed}" + (" --hard" if args.hard else "")
+        long = out.with_name(out.name + "_long.wav")
+        print(f"long recording: python tools/synthetic.py --long-recording {long} --seconds 60 --occurrences 24 {same}")
+        print(f"predict: python -m whisper_example.predict RUN_FOLDER {long}")
 
 
 if __name__ == "__main__":

@@ -19,15 +19,16 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common import log
 
+from whisper_example.augment import training_features
 from whisper_example.cache import DiskCache
 from whisper_example.config import ConfigError, RunConfig
 from whisper_example.encoder import Encoder, ModelError, default_device
 from whisper_example.features import clip_features
 from whisper_example.head import build_head, load_head_state
 from whisper_example.memory import MemoryLimitError, require
+from whisper_example.messages import error_reply
 from whisper_example.node_data import node_clips, split_for_evaluation
 from whisper_example.sources import DataSourceError
-from whisper_example.strategy import error_reply
 from whisper_example.training import evaluate_head, train_head, training_memory
 
 app = ClientApp()
@@ -81,6 +82,12 @@ def _process_age() -> float | None:
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _node_number(context: Context) -> int:
+    """What tells this node's shuffling apart from the others': its partition in simulation
+    (Flower draws node ids anew for every simulation, partitions stay), else its node id."""
+    return int(context.node_config.get("partition-id", context.node_id))
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     return _answer(msg, lambda: _train(msg, context))
@@ -103,8 +110,12 @@ def _train(msg: Message, context: Context) -> tuple[Message, float]:
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), 0.0
     device = default_device()
     require(training_memory(config, head), "lower batch-size or encoder-frames")
-    features = clip_features(clips, indices, Encoder(config, device), DiskCache.of(config), report=_report)
     server_round = int(msg.content["config"]["server-round"])
+    seed = config.seed + 1000 * server_round + _node_number(context)
+    encoder, variants = Encoder(config, device), config.augment_variants
+    features = training_features(
+        clips, indices, encoder, DiskCache.of(config), variants=variants, seed=seed, report=_report
+    )
     started = time.monotonic()
     result = train_head(
         head,
@@ -112,7 +123,9 @@ def _train(msg: Message, context: Context) -> tuple[Message, float]:
         epochs=config.local_epochs,
         learning_rate=float(msg.content["config"]["learning-rate"]),
         batch_size=config.batch_size,
-        seed=config.seed + 1000 * server_round + context.node_id,
+        seed=seed,
+        # Flower's FedProx sends its mu with every instruction; other strategies send none.
+        proximal_mu=float(msg.content["config"].get("proximal-mu", 0.0)),
         device=device,
     )
     computing = time.monotonic() - started

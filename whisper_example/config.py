@@ -16,6 +16,12 @@ from pathlib import Path
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 MAX_ENCODER_FRAMES = 1500  # Whisper's 30-s context: 3000 mel frames, stride 2
 LR_SCHEDULES = ("constant", "cosine", "step")
+STRATEGIES = (
+    "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian", "fedtrimmedavg", "krum",
+    "multikrum", "bulyan",
+)  # fmt: skip
+# How many sampled nodes a robust rule needs for num-malicious-nodes = f (Flower checks it per round).
+MIN_NODES_FOR = {"krum": lambda f: 2 * f + 3, "multikrum": lambda f: 2 * f + 3, "bulyan": lambda f: 4 * f + 3}
 LOG_TARGETS = ("none", "wandb", "tensorboard")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SILENCE = "_silence_"
@@ -47,9 +53,32 @@ class RunConfig:
     min_nodes: int = _key("an integer >= 1", _positive)
     round_timeout: float = _key("seconds > 0", _positive)
     local_epochs: int = _key("an integer >= 1", _positive)
+    augment_variants: int = _key("an integer >= 0 (0: train on the clips as they are)", lambda v: v >= 0)
     batch_size: int = _key("an integer >= 1", _positive)
     learning_rate: float = _key("a number > 0", _positive)
     lr_schedule: str = _key(f"one of {', '.join(LR_SCHEDULES)}", lambda v: v in LR_SCHEDULES)
+    strategy: str = _key(f"one of {', '.join(STRATEGIES)}", lambda v: v in STRATEGIES)
+    max_weight_ratio: float = _key(
+        "a number >= 1 (a reply counts at most this x the round's median count)", lambda v: v >= 1
+    )
+    max_update_ratio: float = _key(
+        "a number > 1 (updates above this x the round's median norm are left out)", lambda v: v > 1
+    )
+    min_update_cosine: float = _key(
+        "a number in [-1, 1) (updates pointing away from the others' by more are left out)", lambda v: -1 <= v < 1
+    )
+    server_learning_rate: float = _key("a number > 0 (fedavgm)", _positive)
+    server_momentum: float = _key("a number in [0, 1) (fedavgm)", _fraction(False, True))
+    proximal_mu: float = _key("a number >= 0 (fedprox)", lambda v: v >= 0)
+    server_eta: float = _key("a number > 0 (fedadam, fedyogi, fedadagrad)", _positive)
+    server_tau: float = _key("a number > 0 (fedadam, fedyogi, fedadagrad)", _positive)
+    server_beta_1: float = _key("a number in [0, 1) (fedadam, fedyogi)", _fraction(False, True))
+    server_beta_2: float = _key("a number in [0, 1) (fedadam, fedyogi)", _fraction(False, True))
+    trim_beta: float = _key(
+        "a number in (0, 0.5) (fedtrimmedavg: the share trimmed at each end)", lambda v: 0 < v < 0.5
+    )
+    num_malicious_nodes: int = _key("an integer >= 0 (krum, multikrum, bulyan)", lambda v: v >= 0)
+    num_nodes_to_select: int = _key("an integer >= 1 (multikrum)", _positive)
     seed: int = _key("an integer >= 0", lambda v: v >= 0)
     dataset: str = _key("a Hub dataset id, a save_to_disk folder or a Speech Commands folder", bool)
     dataset_subset: str = _key("a Hub dataset configuration name (or empty)")
@@ -90,6 +119,13 @@ class RunConfig:
             words = parse_keywords(config.keywords)
         except ValueError as error:
             raise ConfigError(f"run config 'keywords': {error}") from None
+        needed = MIN_NODES_FOR.get(config.strategy, lambda f: 1)(config.num_malicious_nodes)
+        if config.min_nodes < needed:
+            raise ConfigError(
+                f"run config 'strategy' = {config.strategy!r} with 'num-malicious-nodes' = "
+                f"{config.num_malicious_nodes} needs at least {needed} nodes per round: set min-nodes >= {needed} "
+                "(and a federation that large) or lower num-malicious-nodes"
+            )
         if num_classes is not None and num_classes != config.num_classes:
             raise ConfigError(
                 f"run config 'num-classes' = {num_classes!r} but 'keywords' has {len(words)} words, so there "

@@ -68,8 +68,9 @@ def whisper_config(model_name: str) -> dict:
         except OSError as error:  # no network, or no such repository
             raise ModelError(
                 f"model-name '{model_name}' could not be loaded ({type(error).__name__}); without Hub access, "
-                "download the model elsewhere and pass its folder, e.g. "
-                "--run-config \"model-name='/models/whisper-tiny'\""
+                "download the model elsewhere (README: 'Without Hub access') and pass its folder: "
+                "--model-name /models/whisper-tiny for the scripts and predict, "
+                "--run-config \"model-name='/models/whisper-tiny'\" for flwr run"
             ) from None
     try:
         raw = json.loads(path.read_text()) if path.is_file() else {}

@@ -1,12 +1,13 @@
 """Which keywords are in these files? The command line of ``spotter.KeywordSpotter``.
 
     python -m whisper_example.predict RUN_FOLDER_OR_CHECKPOINT FILE [FILE ...]
-        [--top-k 3] [--json | --csv] [--hop 0.25] [--threshold 0.8] [--plot out.png]
+        [--top-k 3] [--json | --csv] [--hop 0.25] [--threshold 0.6] [--plot out.png]
 
 A file of at most 1.5 s is one clip: its top classes are printed. A longer recording is
-scanned for detections (see ``spotter``), optionally drawn. A bare checkpoint takes its
-settings as ``--model-name``, ``--encoder-frames`` and ``--keywords``. A file that cannot
-be decoded gets one error line and the others go on; the exit status is then 1.
+scanned for detections (see ``spotter``), optionally drawn. A checkpoint knows the settings
+its head was trained with; ``--model-name`` points at another copy of the same Whisper
+model. A file that cannot be decoded gets one error line and the others go on; the exit
+status is then 1.
 """
 
 import argparse
@@ -22,7 +23,7 @@ from whisper_example.config import ConfigError
 from whisper_example.encoder import ModelError
 from whisper_example.plots import draw_detections
 from whisper_example.runs import CheckpointError
-from whisper_example.spotter import CLIP_LIMIT, KeywordSpotter
+from whisper_example.spotter import CLIP_LIMIT, DEFAULT_HOP, DEFAULT_THRESHOLD, KeywordSpotter
 
 
 def _analyse(spotter: KeywordSpotter, file: str, args: argparse.Namespace) -> dict[str, object]:
@@ -32,8 +33,8 @@ def _analyse(spotter: KeywordSpotter, file: str, args: argparse.Namespace) -> di
         scores = spotter.predict(audio, SAMPLE_RATE)
         result["top"] = [{"class": name, "probability": p} for name, p in list(scores.items())[: args.top_k]]
         return result
-    starts, probabilities, centred = spotter.scan(audio, args.hop)
-    detections = spotter.detections(starts, probabilities, centred, args.threshold)
+    starts, probabilities = spotter.scan(audio, args.hop)
+    detections = spotter.detections(starts, probabilities, args.threshold)
     result["detections"] = [asdict(detection) for detection in detections]
     if args.plot:
         plot = (
@@ -67,24 +68,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("files", nargs="+", help="audio files (WAV, FLAC, OGG...; any rate, mono or stereo)")
     parser.add_argument("--top-k", type=int, default=3, help="classes printed per clip")
-    parser.add_argument("--hop", type=float, default=0.25, help="seconds between windows in a long recording")
-    parser.add_argument("--threshold", type=float, default=0.8, help="keyword probability that counts as a detection")
+    parser.add_argument("--hop", type=float, default=DEFAULT_HOP, help="seconds between windows in a long recording")
+    parser.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="keyword probability that counts as a detection"
+    )
     parser.add_argument("--plot", type=Path, default=None, help="draw each long recording's detections (PNG)")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON document for all files")
     output.add_argument("--csv", action="store_true", help="one row per class or detection")
-    for key in ("model-name", "encoder-frames", "keywords"):
-        parser.add_argument(
-            f"--{key}", type=int if key == "encoder-frames" else str, default=None, help="for a bare checkpoint"
-        )
+    parser.add_argument(
+        "--model-name", default=None, help="another folder (or Hub id) of the Whisper model the head was trained on"
+    )
     args = parser.parse_args(argv)
     if args.top_k < 1 or args.hop <= 0 or not 0 < args.threshold <= 1:
         parser.error("--top-k must be >= 1, --hop > 0 and --threshold in (0, 1]")
-    settings = {key: getattr(args, key.replace("-", "_")) for key in ("model-name", "encoder-frames", "keywords")}
     try:
-        spotter = KeywordSpotter.load(
-            args.source, **{key: value for key, value in settings.items() if value is not None}
-        )
+        spotter = KeywordSpotter.load(args.source, **({"model-name": args.model_name} if args.model_name else {}))
     except (ConfigError, ModelError, CheckpointError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
     results = []

@@ -21,9 +21,12 @@ from typing import IO, Any
 import torch
 
 from whisper_example.config import RunConfig, resolve_path
+from whisper_example.records import RoundRecord
 
 # Keys that may differ between a killed run and its resumption.
 RESUME_MAY_CHANGE = ("resume-from", "num-server-rounds", "central-eval", "log-to")
+# The run config a head needs to be used on audio: saved in every checkpoint.
+HEAD_SETTINGS = ("model-name", "encoder-frames", "encoder-precision", "keywords")
 
 
 def _file_mode() -> int:
@@ -80,16 +83,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a head checkpoint, or explain which file is unusable and what to do."""
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with path.open("rb") as file:
+        is_zip = file.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive; truncated, it still starts so
+    if not is_zip:
+        raise CheckpointError(
+            f"{path} is not a head checkpoint (expected a file this project saved with torch.save: a run "
+            "folder's best.pt or final_head.pt, or checkpoints/round_<n>.pt)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a truncated zip
+        # Not torch's own message: it suggests weights_only=False, unsafe for a file of unknown origin.
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}); "
+            f"checkpoint {path} is corrupt or truncated ({type(error).__name__}); "
             "delete it to fall back to the previous round's checkpoint"
         ) from None
     if not isinstance(checkpoint, dict) or "head" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} holds no 'head' state dict")
     return checkpoint
+
+
+def _head_settings(config: RunConfig) -> dict[str, Any]:
+    return {key: value for key, value in config.to_dict().items() if key in HEAD_SETTINGS}
 
 
 def _round_of(path: Path) -> int:
@@ -100,7 +115,8 @@ def _round_of(path: Path) -> int:
 class RunFolder:
     path: Path
     keep: int
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any]  # HEAD_SETTINGS of the run, saved with every head
+    rounds: list[RoundRecord] = field(default_factory=list)
     test: dict[str, Any] | None = None
     status: str = "running"
     reason: str | None = None
@@ -121,7 +137,7 @@ class RunFolder:
             path = base / stamp.strftime("%Y-%m-%d") / f"{stamp.strftime('%H-%M-%S')}-{suffix}"
         path.mkdir(parents=True)
         write_json(path / "config.json", config.to_dict() | details)
-        run = cls(path=path, keep=config.checkpoints_keep)
+        run = cls(path=path, keep=config.checkpoints_keep, settings=_head_settings(config))
         run._write_results()
         return run
 
@@ -155,7 +171,12 @@ class RunFolder:
                 f"'{config.lr_schedule}' schedule was set for {planned} rounds and would change for the rounds left"
             )
         results = json.loads((path / "results.json").read_text()) if (path / "results.json").exists() else {}
-        return cls(path=path, keep=config.checkpoints_keep, rounds=results.get("rounds", []))
+        return cls(
+            path=path,
+            keep=config.checkpoints_keep,
+            settings=_head_settings(config),
+            rounds=[RoundRecord.from_json(entry) for entry in results.get("rounds", [])],
+        )
 
     @classmethod
     def open(cls, config: RunConfig) -> "RunFolder":
@@ -167,38 +188,40 @@ class RunFolder:
         A crash between writing a checkpoint and recording its round leaves a checkpoint
         that results.json does not know: that round is run again, not lost.
         """
-        recorded = max((int(entry["round"]) for entry in self.rounds), default=0)
+        recorded = max((record.round for record in self.rounds), default=0)
         usable = sorted((r for r in map(_round_of, self.checkpoints.glob("round_*.pt")) if r <= recorded), reverse=True)
         if not usable:
             self.rounds = []
             self._write_results()
             return None
         checkpoint = load_checkpoint(self.checkpoints / f"round_{usable[0]}.pt")
-        self.rounds = [entry for entry in self.rounds if entry["round"] <= usable[0]]
+        self.rounds = [record for record in self.rounds if record.round <= usable[0]]
         self._write_results()
         return usable[0], checkpoint["head"]
 
-    def finish_round(self, entry: dict[str, Any], head: Mapping[str, torch.Tensor]) -> None:
+    def finish_round(self, record: RoundRecord, head: Mapping[str, torch.Tensor]) -> None:
         """Record one completed round: checkpoint first, so results never name a lost head."""
-        server_round = int(entry["round"])
-        save_head(self.checkpoints / f"round_{server_round}.pt", round=server_round, head=dict(head))
+        self._save(self.checkpoints / f"round_{record.round}.pt", head, round=record.round)
         for old in sorted(self.checkpoints.glob("round_*.pt"), key=_round_of)[: -self.keep]:
             old.unlink()
-        accuracy = (entry.get("central-evaluation") or {}).get("accuracy")
+        accuracy = (record.central_evaluation or {}).get("accuracy")
         if accuracy is not None and accuracy >= self.best_accuracy():
-            save_head(self.path / "best.pt", round=server_round, head=dict(head), accuracy=accuracy)
-        self.rounds.append(json_safe(entry))
+            self._save(self.path / "best.pt", head, round=record.round, accuracy=accuracy)
+        self.rounds.append(record)
         self._write_results()
 
     def best_accuracy(self) -> float:
-        scores = [(entry.get("central-evaluation") or {}).get("accuracy") for entry in self.rounds]
+        scores = [(record.central_evaluation or {}).get("accuracy") for record in self.rounds]
         return max((score for score in scores if score is not None), default=-math.inf)
 
     def finish(self, head: Mapping[str, torch.Tensor], test: dict[str, Any] | None) -> Path:
         self.status, self.test = "completed", test
         self._write_results()
-        last = self.rounds[-1]["round"] if self.rounds else 0
-        return save_head(self.path / "final_head.pt", round=last, head=dict(head))
+        last = self.rounds[-1].round if self.rounds else 0
+        return self._save(self.path / "final_head.pt", head, round=last)
+
+    def _save(self, path: Path, head: Mapping[str, torch.Tensor], **details: Any) -> Path:
+        return save_head(path, head=dict(head), settings=self.settings, **details)
 
     def fail(self, reason: str) -> None:
         """Say in results.json that the run failed and why; no final head is written."""
@@ -206,5 +229,6 @@ class RunFolder:
         self._write_results()
 
     def _write_results(self) -> None:
-        results = {"status": self.status, "reason": self.reason, "rounds": self.rounds, "test": self.test}
+        rounds = [record.to_json() for record in self.rounds]
+        results = {"status": self.status, "reason": self.reason, "rounds": rounds, "test": self.test}
         write_json(self.path / "results.json", results)

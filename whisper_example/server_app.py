@@ -7,6 +7,7 @@ no untrained head is presented as a result, and Flower marks the run failed.
 """
 
 import logging
+import random
 from logging import ERROR, INFO, WARNING
 
 import numpy as np
@@ -24,7 +25,7 @@ from whisper_example.plots import draw_run_plots
 from whisper_example.prepare import prepare_split
 from whisper_example.runs import CheckpointError, RunFolder
 from whisper_example.sources import DataSourceError
-from whisper_example.strategy import KeywordFedAvg, RunFailed
+from whisper_example.strategy import RunFailed, build_strategy
 from whisper_example.tracking import TrackerUnavailable, open_tracker
 from whisper_example.training import evaluate_head
 
@@ -99,6 +100,7 @@ def main(grid: Grid, context: Context) -> None:
         raise _stop(str(error)) from None
     log(INFO, "Run folder: %s", run.path)
     log(INFO, "Classification head: %s parameters", f"{count_parameters(head):,}")
+    random.seed(config.seed)  # Flower samples nodes with the random module
     tracker = None
     try:
         tracker = open_tracker(config.log_to, run.path, config.to_dict())
@@ -106,7 +108,7 @@ def main(grid: Grid, context: Context) -> None:
         final_path = run.finish(final.to_torch_state_dict(), test)
         if test is not None:
             log(INFO, "Test: accuracy %.4f, loss %.4f, macro-F1 %.4f", test["accuracy"], test["loss"], test["macro-f1"])
-            tracker.log_test(test, run.rounds[-1]["round"])
+            tracker.log_test(test, run.rounds[-1].round)
     except FATAL as error:
         raise _stop(str(error), run) from None
     finally:
@@ -126,19 +128,7 @@ def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tup
     done_rounds, initial = resumed if resumed else (0, head_state(head))
     if done_rounds:
         log(INFO, "Resuming after round %d of %d", done_rounds, config.num_server_rounds)
-    strategy = KeywordFedAvg(
-        learning_rate=config.learning_rate,
-        lr_schedule=config.lr_schedule,
-        total_rounds=config.num_server_rounds,
-        round_offset=done_rounds,
-        fraction_train=config.fraction_train,
-        fraction_evaluate=config.fraction_evaluate,
-        # FedAvg's default of 2 makes a round wait forever ("Waiting for nodes to
-        # connect") once fewer than 2 SuperNodes are online, e.g. after one vanished.
-        min_available_nodes=config.min_nodes,
-        min_train_nodes=config.min_nodes,
-        min_evaluate_nodes=config.min_nodes,
-    )
+    strategy = build_strategy(config, round_offset=done_rounds)
     evaluate = CentralEvaluator(config) if config.central_eval else None
     if evaluate:
         evaluate.prepare("validation")  # an unreadable dataset fails now, not after round 1
@@ -147,11 +137,11 @@ def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tup
         if server_round == 0:
             return None
         record = strategy.finish_record(server_round + done_rounds)
-        if not record.get("train"):
+        if not record.train:
             log(WARNING, "round %d: no node trained; the head is unchanged", server_round + done_rounds)
         central = evaluate("validation", arrays) if evaluate else None
         if central is not None:
-            record["central-evaluation"] = {
+            record.central_evaluation = {
                 key: central[key] for key in ("loss", "accuracy", "macro-f1", "per-class-accuracy")
             }
         run.finish_round(record, arrays.to_torch_state_dict())
@@ -168,7 +158,7 @@ def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tup
         evaluate_fn=end_of_round,
         timeout=config.round_timeout,
     )
-    if not any(entry.get("train") for entry in run.rounds):
+    if not any(record.train for record in run.rounds):
         raise RunFailed("no node trained in any round: the head was never updated (see 'failures' in results.json)")
     final = result.arrays if len(result.arrays) else ArrayRecord(initial)
     return final, evaluate("test", final) if evaluate else None

@@ -104,6 +104,16 @@ def _load_hub(source: str, subset: str):
 
 
 @remembered(maxsize=4)
+def _hub_attempt(source: str, subset: str) -> tuple[object | None, str | None]:
+    """The Hub dataset, or why it could not be loaded. Tried once per process: a simulation
+    process serves many nodes, and each retrying an unreachable Hub took minutes."""
+    try:
+        return _load_hub(source, subset), None
+    except (ConnectionError, OSError) as error:
+        return None, type(error).__name__
+
+
+@remembered(maxsize=4)
 def load_source(source: str, subset: str = ""):
     """Load a Hub id, a ``save_to_disk`` DatasetDict or a Speech Commands folder, normalised."""
     if _looks_like_path(source):
@@ -122,14 +132,14 @@ def load_source(source: str, subset: str = ""):
         else:
             return _load_folder(root)
     else:
-        try:
-            loaded = _load_hub(source, subset)
-        except (ConnectionError, OSError) as error:
+        loaded, failure = _hub_attempt(source, subset)
+        if failure is not None:
             raise DataSourceError(
-                f"dataset '{source}' could not be loaded from the Hugging Face Hub ({type(error).__name__}); "
-                "without Hub access, point 'dataset' at a local copy: a Speech Commands folder or a "
-                "save_to_disk DatasetDict, e.g. --run-config \"dataset='/data/speech_commands_v0.02'\""
-            ) from None
+                f"dataset '{source}' could not be loaded from the Hugging Face Hub ({failure}); "
+                "without Hub access, point 'dataset' at a local copy, a Speech Commands folder or a "
+                "save_to_disk DatasetDict: --dataset /data/speech_commands for the scripts, "
+                "--run-config \"dataset='/data/speech_commands'\" for flwr run"
+            )
     missing = [split for split in SPLITS if split not in loaded]
     if missing:
         raise DataSourceError(f"dataset {source} lacks split(s) {missing}; it has {list(loaded)}")

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from whisper_example.records import RoundRecord
+
 log = logging.getLogger(__name__)
 
 PREFIXES = {"central-evaluation": "central", "federated-evaluation": "federated"}
@@ -42,8 +44,8 @@ def flatten_metrics(entry: Mapping[str, Any], prefix: str = "") -> dict[str, flo
 class Tracker:
     """Sends metrics nowhere (``log-to = "none"``); subclasses send them somewhere."""
 
-    def log_round(self, entry: Mapping[str, Any]) -> None:
-        self._log(flatten_metrics(entry), int(entry["round"]))
+    def log_round(self, record: RoundRecord) -> None:
+        self._log(flatten_metrics(record.to_json()), record.round)
 
     def log_test(self, test: Mapping[str, Any] | None, step: int) -> None:
         if test:

@@ -1,0 +1,332 @@
+#!/usr/bin/env python
+"""How well does a head spot keywords in speech more like real recordings, and what does each
+context cost? The harder generated benchmark, centralized.py at its defaults, 5 seeds.
+
+    python -m benchmarks.bench_hard [--json OUT] [--frames 50,100,200,1500] [--seeds 1,2,3,4,5]
+        [--speakers 100] [--recordings 5] [--model-name PATH] [--device cpu|cuda] [--workdir DIR]
+        [--before DIR] [--before-frames 50,1500] [--small-data 20]
+
+Data (made once in --workdir): ``tools/synthetic.py --hard`` with --speakers speakers saying 20
+words twice (the 10 keywords and the digits, heard as _unknown_), speaker-disjoint splits, and
+--recordings long recordings (60 s, 20 keywords and 10 digits each, 1-s clips at random times)
+spoken by test speakers.
+
+For each context (``--frames``): the splits' features are encoded once into the feature store
+(timed: encoding s/clip, bytes/clip); then for every seed ``centralized.py`` runs as a user runs
+it (defaults, plus ``--encoder-frames F --seed S``) and reports the test accuracy of its best
+epoch on held-out speakers; its head scans the long recordings (1-s windows, hop 0.25 s) and
+its detections are matched to the spoken keywords (``spotter.precision_recall``). The windows'
+features are encoded once per context and shared by the seeds; one scan is timed as a user's
+``predict`` call (windows/s).
+
+``--before DIR`` runs another checkout's ``centralized.py`` (e.g. ``git worktree add
+/tmp/before <commit>``) the same way at ``--before-frames`` (its own defaults otherwise), and
+its ``predict`` CLI on the recordings where it supports them. ``--small-data N`` repeats the
+README's quick try with N generated speakers (``tools/synthetic.py --speakers N``, then
+``centralized.py`` at its defaults) for every seed. Run it on an idle machine.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tools.synthetic import (
+    DEFAULT_KEYWORDS,
+    HARD,
+    HARD_WORDS,
+    assign_speaker_splits,
+    make_long_recording,
+    make_speakers,
+    make_speech_commands_folder,
+)
+from whisper_example.audio import decode, to_pcm16
+from whisper_example.cache import DiskCache
+from whisper_example.clips import in_memory_clips
+from whisper_example.config import default_values
+from whisper_example.encoder import default_device
+from whisper_example.features import clip_features
+from whisper_example.prepare import prepare_split
+from whisper_example.sources import SPLITS
+from whisper_example.spotter import DEFAULT_HOP, DEFAULT_THRESHOLD, KeywordSpotter, cut_windows, precision_recall
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_SEED = 7
+CLIPS_PER_WORD = 2
+RECORDING_SECONDS, RECORDING_KEYWORDS, RECORDING_DIGITS = 60.0, 20, 10
+
+
+def make_data(work: Path, speakers: int, recordings: int) -> tuple[Path, list[tuple[Path, list]]]:
+    """The harder dataset and the long recordings of its test speakers (made once)."""
+    data = work / f"hard{speakers}"
+    if not (data / "testing_list.txt").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        make_speech_commands_folder(
+            data,
+            words=HARD_WORDS,
+            num_speakers=speakers,
+            clips_per_word=CLIPS_PER_WORD,
+            seed=DATA_SEED,
+            conditions=HARD,
+        )
+    voices = make_speakers(speakers, DATA_SEED, HARD)
+    splits = assign_speaker_splits([voice.speaker_id for voice in voices])
+    test_voices = [voice for voice in voices if splits[voice.speaker_id] == "test"]
+    long = []
+    for index in range(recordings):
+        path = work / f"long{speakers}" / f"long_{index}.wav"
+        if not path.with_suffix(".json").exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            truth = make_long_recording(
+                path, words=DEFAULT_KEYWORDS, occurrences=RECORDING_KEYWORDS, seconds=RECORDING_SECONDS,
+                speaker=test_voices[index % len(test_voices)], seed=100 + index, conditions=HARD,
+                distractors=HARD_WORDS[len(DEFAULT_KEYWORDS):], distractor_occurrences=RECORDING_DIGITS,
+            )  # fmt: skip
+            path.with_suffix(".json").write_text(json.dumps(truth))
+        long.append((path, [tuple(row) for row in json.loads(path.with_suffix(".json").read_text())]))
+    return data, long
+
+
+def run(command: list[str], cwd: Path = REPO) -> str:
+    done = subprocess.run([sys.executable, *command], cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def centralized(checkout: Path, data: Path, out: Path, options: dict[str, object]) -> dict:
+    """One ``centralized.py`` run of ``checkout``: its run folder and results. A completed
+    run already in ``out`` (an interrupted benchmark's) is reused."""
+    done = [
+        path.parent for path in out.glob("*/*/results.json") if json.loads(path.read_text())["status"] == "completed"
+    ]
+    if not done:
+        shutil.rmtree(out, ignore_errors=True)
+        flags = [item for key, value in options.items() for item in (f"--{key}", str(value))]
+        started = time.perf_counter()
+        run(["centralized.py", "--dataset", str(data), "--output-dir", str(out), *flags], cwd=checkout)
+        (run_dir,) = out.glob("*/*")
+        seconds = time.perf_counter() - started
+    else:
+        run_dir, seconds = done[0], None
+    results = json.loads((run_dir / "results.json").read_text())
+    return {"run": str(run_dir), "test": results["test"]["accuracy"], "seconds": seconds}
+
+
+def fill_store(config_values: dict, device: str) -> dict:
+    """Encode the splits into the store (what the first centralized run would do), timed; with
+    augment-variants, the train split's variants too (timed apart: their extra cost)."""
+    from whisper_example.augment import AugmentedClips
+    from whisper_example.config import RunConfig
+    from whisper_example.encoder import Encoder
+
+    config = RunConfig.from_mapping(config_values)
+    encoder, cache = Encoder(config, device), DiskCache.of(config)
+    clips = {split: prepare_split(config, split, progress=False) for split in SPLITS}
+    count = sum(map(len, clips.values()))
+    started = time.perf_counter()
+    for split in SPLITS:
+        clip_features(clips[split], np.arange(len(clips[split])), encoder, cache, report=lambda line: None)
+    seconds = time.perf_counter() - started
+    figures = {"clips": count, "encode_s_per_clip": seconds / count, "bytes_per_clip": config.encoder_frames * 384 * 2}
+    if config.augment_variants:
+        augmented = AugmentedClips(clips["train"], config.augment_variants)
+        started = time.perf_counter()
+        clip_features(augmented, np.arange(len(augmented)), encoder, cache, report=lambda line: None)
+        extra = len(augmented) - len(clips["train"])
+        figures |= {"variant_clips": extra, "variant_encode_s": time.perf_counter() - started}
+        figures["variant_bytes"] = extra * figures["bytes_per_clip"]
+    return figures
+
+
+def window_probabilities(spotter: KeywordSpotter, windows, cache: DiskCache) -> np.ndarray:
+    """The head's class probabilities of stored window features (encoded once, all seeds)."""
+    features = clip_features(windows, np.arange(len(windows)), spotter.encoder, cache, report=lambda line: None)
+    with torch.inference_mode():
+        logits = [spotter.head(batch) for batch, _ in features.batches(np.arange(len(features)), 256)]
+    return torch.softmax(torch.cat(logits), dim=1).cpu().numpy()
+
+
+def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, threshold: float) -> list[dict]:
+    """Precision and recall of each spotter over all recordings (1-s windows, DEFAULT_HOP)."""
+    cut = []
+    for path, truth in long:
+        starts, windows = cut_windows(decode(path), DEFAULT_HOP)
+        cut.append((starts / 16000, windows(np.arange(len(starts))), truth))
+    pcm = to_pcm16(np.concatenate([windows for _, windows, _ in cut]))
+    clips = in_memory_clips(pcm, np.zeros(len(pcm), np.int64), spotters[0].config.class_names)
+    scores = []
+    for spotter in spotters:
+        probabilities, at, found, matched_p, matched_r, spoken = (
+            window_probabilities(spotter, clips, cache),
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        for starts, _, truth in cut:
+            detections = spotter.detections(starts, probabilities[at : at + len(starts)], threshold)
+            at += len(starts)
+            precision, recall = precision_recall(detections, truth, set(spotter.keywords.values()))
+            keywords = sum(word in DEFAULT_KEYWORDS for word, _, _ in truth)
+            found, matched_p, spoken, matched_r = (
+                found + len(detections), matched_p + precision * len(detections), spoken + keywords,
+                matched_r + recall * keywords,
+            )  # fmt: skip
+        scores.append({"precision": matched_p / max(1, found), "recall": matched_r / max(1, spoken)})
+    return scores
+
+
+def before_detection(checkout: Path, run_dir: str, long: list) -> dict:
+    """Precision and recall of another checkout's ``predict`` CLI (its own defaults) on the recordings."""
+    files = [str(path) for path, _ in long]
+    results = json.loads(run(["-m", "whisper_example.predict", run_dir, *files, "--json"], checkout))
+    found = matched_p = spoken = matched_r = 0
+    for result, (_, truth) in zip(results, long):
+        detections = [types.SimpleNamespace(**d) for d in result["detections"]]
+        precision, recall = precision_recall(detections, truth, set(DEFAULT_KEYWORDS))
+        keywords = sum(word in DEFAULT_KEYWORDS for word, _, _ in truth)
+        found, matched_p = found + len(detections), matched_p + precision * len(detections)
+        spoken, matched_r = spoken + keywords, matched_r + recall * keywords
+    return {"precision": matched_p / max(1, found), "recall": matched_r / max(1, spoken)}
+
+
+def predict_speed(spotter: KeywordSpotter, path: Path) -> float:
+    audio = decode(path)
+    started = time.perf_counter()
+    starts, _ = spotter.scan(audio, DEFAULT_HOP)
+    return len(starts) / (time.perf_counter() - started)
+
+
+def summary(rows: list[dict], key: str) -> dict:
+    values = [row[key] for row in rows]
+    return {
+        "mean": statistics.mean(values),
+        "min": min(values),
+        "max": max(values),
+        "spread_pp": 100 * (max(values) - min(values)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--frames", default="50,100,200,1500")
+    parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--speakers", type=int, default=100)
+    parser.add_argument("--recordings", type=int, default=5)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    parser.add_argument("--workdir", type=Path, default=None, help="data, store and runs (kept; default: a temp dir)")
+    parser.add_argument("--before", type=Path, help="another checkout of the app to measure the same way")
+    parser.add_argument("--before-frames", default="50,1500")
+    parser.add_argument("--small-data", type=int, default=0, help="also the quick try with this many speakers")
+    parser.add_argument(
+        "--augment-variants", type=int, default=None, help="passed to centralized.py (default: its own)"
+    )
+    args = parser.parse_args()
+    work = (args.workdir or Path(tempfile.mkdtemp(prefix="bench_hard-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    device = args.device or default_device()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    common = {"model-name": args.model_name, "cache-dir": work / "cache", "cache-size-gb": 200}
+    if args.augment_variants is not None:
+        common["augment-variants"] = args.augment_variants
+    out: dict = {"load": [os.getloadavg()[0]], "device": device, "contexts": {}, "before": {}}
+    started = time.perf_counter()
+    data, long = make_data(work, args.speakers, args.recordings)
+    print(f"data: {data} and {len(long)} recordings ({time.perf_counter() - started:.0f} s)", flush=True)
+    cache = DiskCache(work / "cache", int(200e9))
+    values = default_values()
+    values.pop("num-classes")
+    for frames in [int(f) for f in args.frames.split(",")]:
+        settings = values | common | {"dataset": str(data), "encoder-frames": frames, "cache-dir": str(work / "cache")}
+        context = out["contexts"][frames] = fill_store(settings | {"cache-size-gb": 200.0}, device)
+        tag = f"{frames}-{args.augment_variants}"
+        runs = [
+            centralized(REPO, data, work / f"runs-{tag}-{seed}", common | {"encoder-frames": frames, "seed": seed})
+            for seed in seeds
+        ]
+        spotters = [KeywordSpotter.load(r["run"], device=device) for r in runs]
+        for r, score in zip(runs, detection(spotters, long, cache, args.threshold)):
+            r |= score
+        context |= {"seeds": runs, "predict_windows_per_s": predict_speed(spotters[0], long[0][0])}
+        context |= {key: summary(runs, key) for key in ("test", "precision", "recall")}
+        print_context(f"{frames} frames", context)
+    if args.before:
+        for frames in [int(f) for f in args.before_frames.split(",")]:
+            runs = [
+                centralized(
+                    args.before,
+                    data,
+                    work / f"before-{frames}-{seed}",
+                    common | {"encoder-frames": frames, "seed": seed},
+                )
+                for seed in seeds
+            ]
+            for r in runs:
+                r |= before_detection(args.before, r["run"], long)
+            scores = {key: summary(runs, key) for key in ("test", "precision", "recall")}
+            out["before"][frames] = {"seeds": runs} | scores
+            print(f"before, {frames} frames: {out['before'][frames]}", flush=True)
+    if args.small_data:
+        out["small_data"] = small_data(work, args.small_data, seeds, common, args.before)
+    out["load"].append(os.getloadavg()[0])
+    out["seconds"] = time.perf_counter() - started
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    print(f"load average {out['load'][0]:.2f} at start, {out['load'][1]:.2f} at end; {out['seconds']:.0f} s")
+
+
+def small_data(work: Path, speakers: int, seeds: list[int], common: dict, before: Path | None) -> dict:
+    """The README's quick try with ``speakers`` speakers: the generator, then the centralized.py
+    command it prints (``before``: that checkout's defaults, as its README's quick try)."""
+    data, printed_file = work / f"easy{speakers}", work / f"easy{speakers}.printed.txt"
+    if not printed_file.exists():
+        shutil.rmtree(data, ignore_errors=True)
+        printed_file.write_text(run(["tools/synthetic.py", "--out", str(data), "--speakers", str(speakers)]))
+    printed = printed_file.read_text()
+    (command,) = [line.split(" --dataset ", 1)[1] for line in printed.splitlines() if line.startswith("centralized: ")]
+    flags = shlex.split(command)[1:]
+    printed_options = dict(zip([flag.removeprefix("--") for flag in flags[::2]], flags[1::2]))
+    result = {}
+    for name, checkout, options in (("after", REPO, printed_options), ("before", before, {})):
+        if checkout is None:
+            continue
+        runs = [
+            centralized(checkout, data, work / f"small-{name}-{seed}", common | options | {"seed": seed})
+            for seed in seeds
+        ]
+        result[name] = {"seeds": runs, "test": summary(runs, "test")}
+        print(f"quick try, {speakers} speakers, {name}: test {result[name]['test']}", flush=True)
+    return result
+
+
+def print_context(name: str, context: dict) -> None:
+    runs = context["seeds"]
+    print(
+        f"{name}: test {context['test']['mean']:.4f} (spread {context['test']['spread_pp']:.1f} pp), "
+        f"precision {context['precision']['mean']:.3f} (min {context['precision']['min']:.3f}), "
+        f"recall {context['recall']['mean']:.3f} (min {context['recall']['min']:.3f}); "
+        f"encoding {1000 * context['encode_s_per_clip']:.1f} ms/clip, {context['bytes_per_clip'] / 1e3:.0f} KB/clip; "
+        f"predict {context['predict_windows_per_s']:.1f} windows/s; per seed: "
+        + ", ".join(f"{r['test']:.4f} {r['precision']:.2f}/{r['recall']:.2f}" for r in runs),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,8 @@ Partition 0 attacks (``tools.federation``): ``scaled`` (head x -1000, 10**9 exam
 ``sign-flip``, ``noise`` (Gaussian at each tensor's scale), ``permuted-labels`` (trains on
 labels shifted by one class). ``none`` is the honest run. ``--optimisers``: honest runs of
 Flower's server optimisers next to ``fedavg``, validation accuracy per round (``--plot``).
-``--guard-off`` adds honest and attacked FedAvg runs with the bounds set out of reach.
+``--guard-off`` adds FedAvg runs with the bounds set out of reach (honest, ``scaled`` and
+``sign-flip``, as far as ``--attacks`` names them).
 Each row is written to ``--json`` as it completes; rerun with the same ``--json`` to resume.
 """
 
@@ -95,12 +96,17 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted({row["nodes"] for row in rows})
+    strategies = list(dict.fromkeys(row["strategy"] for row in rows))
+    colours = dict(zip(strategies, plt.cm.tab10.colors))  # one colour per strategy in every panel
     figure, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.6), squeeze=False)
     for axis, nodes in zip(axes[0], sizes):
-        for strategy in dict.fromkeys(row["strategy"] for row in rows if row["nodes"] == nodes):
+        for strategy in strategies:
             curves = [row["validation"] for row in rows if row["nodes"] == nodes and row["strategy"] == strategy]
+            if not curves:
+                continue
             mean = [statistics.mean(values) for values in zip(*curves)]
-            axis.plot(range(1, len(mean) + 1), mean, marker="o", label=strategy)
+            axis.plot(range(1, len(mean) + 1), mean, marker="o", label=strategy, color=colours[strategy])
+            axis.set_xticks(range(1, len(mean) + 1))
         axis.set(title=f"{nodes} nodes, honest", xlabel="round", ylabel="validation accuracy (held-out speakers)")
         axis.grid(alpha=0.3)
         axis.legend()
@@ -148,7 +154,8 @@ def main() -> None:
             cells += [(nodes, strategy, attack, {}) for attack in args.attacks.split(",")]
         cells += [(nodes, optimiser, "none", {}) for optimiser in args.optimisers.split(",") if optimiser]
         if args.guard_off:
-            cells += [(nodes, "fedavg", attack, UNBOUNDED) for attack in ("none", "scaled", "sign-flip")]
+            attacks = [attack for attack in ("none", "scaled", "sign-flip") if attack in args.attacks.split(",")]
+            cells += [(nodes, "fedavg", attack, UNBOUNDED) for attack in attacks]
     # Rows already in --json (an interrupted run's) are kept, not run again.
     rows = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
     done = {(row["nodes"], row["strategy"], row["attack"], row["seed"], bool(row.get("unbounded"))) for row in rows}

@@ -215,6 +215,15 @@ def test_a_node_that_vanished_is_named_by_the_node_not_the_superlink() -> None:
     assert failed_nodes([unavailable], replied=[SUPERLINK_NODE_ID, 5], sampled=[5, 7]) == [7]
 
 
+def test_a_sampled_node_that_never_answered_is_named() -> None:
+    guarded = strategy(**{"round-timeout": 30.0})
+    sent = instructions(guarded, [1, 2, 3])
+    guarded.aggregate_train(1, [from_node(reply(sent[1], 1.0), 1), from_node(reply(sent[2], 1.0), 2)])
+    record = guarded.finish_record(1)
+    assert record.failures == [{"node": 3, "reason": "no reply within round-timeout (30 s)"}]
+    assert (record.clients.sampled, record.clients.replied, record.clients.failed) == (3, 2, 1)
+
+
 def test_a_first_round_that_every_node_fails_alike_stops_the_run() -> None:
     guarded = strategy()
     sent = instructions(guarded, [11, 12])

@@ -4,8 +4,8 @@ replies a compromised or broken node may send.
 
 ``InProcessGrid`` hands each message to the ClientApp function of its node: node i is
 simulated partition i, and the nodes named in ``hostile`` turn their honest training reply
-into an attack (``ATTACKS``). ``hostile_app`` is a ClientApp whose partition 0 sends the
-``scaled`` attack, for a real ``flwr run`` (``clientapp = "tools.federation:hostile_app"``).
+into an attack (``ATTACKS``, ``TRAINING_ATTACKS``); ``hostile_train`` is what a hostile
+ClientApp answers (``tests/test_simulation.py`` runs one under ``flwr run``).
 """
 
 import copy
@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pyarrow as pa
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 
 from whisper_example import client_app
@@ -143,19 +142,3 @@ class InProcessGrid(Grid):
 def server_context(run_config: dict) -> Context:
     """The Context a ServerApp gets for a run with ``run_config``."""
     return Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=run_config)
-
-
-hostile_app = ClientApp()
-
-
-@hostile_app.train()
-def _hostile_partition_0(msg: Message, context: Context) -> Message:
-    """Partition 0 sends the ``scaled`` attack; every other node is the honest ClientApp."""
-    if int(context.node_config.get("partition-id", -1)) == 0:
-        return hostile_train("scaled", msg, context, np.random.default_rng(0))
-    return client_app.train(msg, context)
-
-
-@hostile_app.evaluate()
-def _evaluate(msg: Message, context: Context) -> Message:
-    return client_app.evaluate(msg, context)

@@ -15,7 +15,7 @@ from flwr.serverapp import strategy as flower
 from tests.conftest import run_config
 from whisper_example.config import STRATEGIES
 from whisper_example.messages import error_reply
-from whisper_example.strategy import GuardedStrategy, RunFailed, build_strategy, failed_nodes
+from whisper_example.strategy import GuardedStrategy, RunFailed, _medians_of_others, build_strategy, failed_nodes
 from whisper_example.training import learning_rate_at
 
 HEAD = {"0.weight": np.zeros((4, 3), np.float32), "0.bias": np.zeros(4, np.float32)}
@@ -153,6 +153,14 @@ def test_with_two_replies_each_is_judged_by_the_other() -> None:
     arrays, _ = guarded.aggregate_train(1, replies)
     assert np.allclose(arrays["0.bias"].numpy(), 1.0)
     assert [(b["node"], b["action"]) for b in guarded.finish_record(1).bounded] == [(2, "left out")]
+
+
+@pytest.mark.parametrize("count", [3, 4, 7])
+def test_each_rows_reference_is_the_median_of_the_other_rows(count: int) -> None:
+    rows = np.random.default_rng(count).standard_normal((count, 50))
+    rows[:, :5] = 1.0  # ties
+    for index, median in enumerate(_medians_of_others(rows)):
+        assert np.allclose(median, np.median(np.delete(rows, index, axis=0), axis=0))
 
 
 def test_honest_spread_is_not_bounded() -> None:

@@ -171,6 +171,23 @@ def failed_nodes(failed: list[Message], replied: Iterable[int], sampled: Iterabl
     ]
 
 
+def _medians_of_others(rows: np.ndarray) -> list[np.ndarray]:
+    """For each row, the coordinate-wise median of the other rows. Sorted once: in the sorted
+    column, the others' median sits at a fixed position, moved up by one where the row itself
+    lies below it (a median per row from scratch costs N times as much: minutes at 400 nodes)."""
+    count = len(rows)
+    order = np.argsort(rows, axis=0, kind="stable")
+    ordered = np.take_along_axis(rows, order, axis=0)
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(count)[:, None], axis=0)
+    middle = [(count - 2) // 2, (count - 1) // 2]  # the others' (count - 1) middle positions
+    medians = []
+    for rank in ranks:
+        picks = [np.take_along_axis(ordered, (at + (rank <= at))[None], axis=0)[0] for at in middle]
+        medians.append((picks[0] + picks[1]) / 2)
+    return medians
+
+
 def _median_of_others(values: list[float], index: int) -> float | None:
     others = values[:index] + values[index + 1 :]
     return float(np.median(others)) if others else None
@@ -299,9 +316,10 @@ class GuardedStrategy(Strategy):
             else:
                 kept.append(index)
         aligned = []
-        for index in kept:
-            others = [updates[other] for other in kept if other != index]
-            cosine = _cosine(updates[index], np.median(others, axis=0)) if len(others) >= 2 else 1.0
+        stacked = np.stack([updates[index] for index in kept]) if kept else np.zeros((0, 0))
+        references = _medians_of_others(stacked) if len(kept) >= 3 else [None] * len(kept)
+        for index, reference in zip(kept, references):
+            cosine = _cosine(updates[index], reference) if reference is not None else 1.0
             if cosine < self.config.min_update_cosine:
                 detail = f"update points away from the others' (cosine {cosine:.2f} with their median update)"
                 self._bound(server_round, record, accepted[index], "left out", detail)

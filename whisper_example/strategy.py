@@ -316,8 +316,8 @@ class GuardedStrategy(Strategy):
             else:
                 kept.append(index)
         aligned = []
-        stacked = np.stack([updates[index] for index in kept]) if kept else np.zeros((0, 0))
-        references = _medians_of_others(stacked) if len(kept) >= 3 else [None] * len(kept)
+        enough = len(kept) >= 3  # a median of the others needs two of them
+        references = _medians_of_others(np.stack([updates[i] for i in kept])) if enough else [None] * len(kept)
         for index, reference in zip(kept, references):
             cosine = _cosine(updates[index], reference) if reference is not None else 1.0
             if cosine < self.config.min_update_cosine:

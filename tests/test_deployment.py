@@ -163,6 +163,15 @@ def test_after_its_first_round_a_node_reads_its_features_instead_of_encoding(lim
         print(f"[deployment] per message (handler s, head s, process s): {times}")
 
 
+def test_every_message_gets_a_fresh_clientapp_process(limited: dict) -> None:
+    # What the README's deployment notes rely on (flwr 1.41 and 1.42): a ClientApp process that
+    # outlived a message would have lived at least as long as all the handlers it ran.
+    for log in limited["logs"]:
+        times = message_times(log)
+        handled = [sum(handler for _, handler, _, _ in times[: k + 1]) for k in range(len(times))]
+        assert all(process < handled[k] for k, (_, _, _, process) in enumerate(times) if k > 0), times
+
+
 def test_the_cli_reaches_the_superlink_through_the_local_deployment_connection(limited: dict) -> None:
     # pyproject.toml's [tool.flwr.federations.local-deployment], the one-machine default.
     assert limited["declared"] == {"address": "127.0.0.1:8000", "insecure": True}

@@ -1,6 +1,6 @@
 """Run a Flower app end to end on the Simulation or the Deployment Engine, isolated and self-cleaning.
 
-For the tests and benchmarks (flwr 1.41 and 1.42). Facts they rely on (verified on flwr 1.41.0):
+For the tests and benchmarks (flwr 1.41 and 1.42). Facts they rely on (verified on flwr 1.41.0 and 1.42.0):
 
 * `flwr run <app>` migrates the app's `[tool.flwr.federations]` into `$FLWR_HOME/config.toml`
   (overwriting connections of the same name), then comments that section out in pyproject.toml. So

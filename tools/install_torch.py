@@ -40,8 +40,8 @@ def has_nvidia_gpu() -> bool:
     return smi is not None and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
 
 
-def pip(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=check)
+def pip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
 
 
 def resolve(requirement: str, *index: str) -> dict | None:
@@ -118,7 +118,10 @@ def main() -> int:
     if gpu:
         command = [requirement]
     elif (metadata := resolve(requirement, "--index-url", CPU_INDEX)) and not is_cuda_build(metadata):
-        command = [f"torch=={metadata['version']}", "--index-url", CPU_INDEX]
+        # The exact build (e.g. 2.13.0+cpu) from wherever it was found; its dependencies from
+        # pip's own sources too, which also holds when PyTorch's index does not answer and the
+        # build was found in pip's configured find-links or extra indexes.
+        command = [f"torch=={metadata['version']}", "--extra-index-url", CPU_INDEX]
     elif version := cpu_build_version(requirement):
         command = [f"torch=={version}"]
         print(f"(a CPU build from pip's configured sources: {configured_sources()})")
@@ -131,9 +134,13 @@ def main() -> int:
         )
         return 1
     print("pip install " + " ".join(command))
-    if not args.dry_run:
-        pip("install", "--quiet", *command, check=True)
-    return 0
+    if args.dry_run:
+        return 0
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", *command])  # pip's progress shows
+    if installed.returncode:
+        failed = f"pip could not install {command[0]} (exit {installed.returncode}; see its messages above)"
+        print(failed, file=sys.stderr)
+    return installed.returncode
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def has_nvidia_gpu() -> bool:
 
 def pip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+
+
+def answers(url: str, timeout: float = 10.0) -> bool:
+    """Whether a package index answers at all (pip would otherwise retry every request)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def resolve(requirement: str, *index: str) -> dict | None:
@@ -117,14 +127,17 @@ def main() -> int:
             return 0
     if gpu:
         command = [requirement]
-    elif (metadata := resolve(requirement, "--index-url", CPU_INDEX)) and not is_cuda_build(metadata):
-        # The exact build (e.g. 2.13.0+cpu) from wherever it was found; its dependencies from
-        # pip's own sources too, which also holds when PyTorch's index does not answer and the
-        # build was found in pip's configured find-links or extra indexes.
+    elif (
+        (reachable := answers(CPU_INDEX + "/torch/"))
+        and (metadata := resolve(requirement, "--index-url", CPU_INDEX))
+        and not is_cuda_build(metadata)
+    ):
+        # The exact CPU build from PyTorch's index; its dependencies from pip's own sources.
         command = [f"torch=={metadata['version']}", "--extra-index-url", CPU_INDEX]
     elif version := cpu_build_version(requirement):
         command = [f"torch=={version}"]
-        print(f"(a CPU build from pip's configured sources: {configured_sources()})")
+        where = "did not answer" if not reachable else "has no CPU build in range"
+        print(f"({CPU_INDEX} {where}; a CPU build from pip's configured sources: {configured_sources()})")
     else:
         print(
             f"No CPU build of {requirement} is reachable ({CPU_INDEX} did not answer) and this machine has no NVIDIA "

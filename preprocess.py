@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from whisper_example.cache import gigabytes
-from whisper_example.clips import BYTES_PER_CLIP
+from whisper_example.clips import BYTES_PER_CLIP, Clips
 from whisper_example.config import RunConfig, add_config_options, config_from_options
 from whisper_example.node_data import node_clips
 from whisper_example.partitions import count_partitions
@@ -38,9 +38,17 @@ def write_partition(
     config: RunConfig, partition_id: int, num_partitions: int, output_dir: Path
 ) -> tuple[int, int, int, int]:
     """Prepare one node's clips and save them; returns (id, clips, skipped, bytes)."""
+    clips = node_clips({"partition-id": partition_id, "num-partitions": num_partitions}, config)
+    target = output_dir / f"partition_{partition_id}"
+    save_clips(clips, target)
+    size = sum(file.stat().st_size for file in target.rglob("*") if file.is_file())
+    return partition_id, len(clips), clips.skipped, size
+
+
+def save_clips(clips: Clips, target: Path) -> None:
+    """Prepared clips as a folder that node config ``local-data`` can name."""
     from datasets import ClassLabel, Dataset, DatasetInfo, Features, List, Value
 
-    clips = node_clips({"partition-id": partition_id, "num-partitions": num_partitions}, config)
     features = Features(
         {
             "audio": List(Value("int16"), length=clips.table.schema.field("audio").type.list_size),
@@ -48,10 +56,7 @@ def write_partition(
             "digest": List(Value("uint8"), length=clips.table.schema.field("digest").type.list_size),
         }
     )
-    target = output_dir / f"partition_{partition_id}"
     Dataset(clips.table.cast(features.arrow_schema), info=DatasetInfo(features=features)).save_to_disk(str(target))
-    size = sum(file.stat().st_size for file in target.rglob("*") if file.is_file())
-    return partition_id, len(clips), clips.skipped, size
 
 
 def main(argv: list[str] | None = None) -> list[tuple[int, int, int, int]]:

@@ -47,6 +47,8 @@ def test_pyproject_defaults_are_valid_and_typed() -> None:
         ("trim-beta", 0.5, "'trim-beta' = 0.5: expected a number in (0, 0.5)"),
         ("num-malicious-nodes", -1, "'num-malicious-nodes' = -1: expected an integer >= 0"),
         ("augment-variants", -1, "'augment-variants' = -1: expected an integer >= 0"),
+        ("personalize", "fedper", "'personalize' = 'fedper': expected one of none, finetune, local-classifier"),
+        ("personal-epochs", 0, "'personal-epochs' = 0: expected an integer >= 1"),
     ],
 )
 def test_bad_value_names_the_key_and_the_valid_range(key: str, value: object, message: str) -> None:

@@ -100,8 +100,9 @@ def message_times(log: str) -> list[tuple[str, float, float, float]]:
 
 @pytest.fixture(scope="module")
 def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two rounds at the default 1500 frames inside 1.5 GiB per SuperNode, then one at 50 frames
-    inside 1 GiB; with the real weights when present (a test-sized model otherwise)."""
+    """Two rounds at the default 1500 frames inside 1.5 GiB per SuperNode (each node also
+    fine-tuning a head of its own), then one at 50 frames inside 1 GiB with each node's own
+    classifier; with the real weights when present (a test-sized model otherwise)."""
     model = REAL_WHISPER if (REAL_WHISPER / "model.safetensors").exists() else tiny_whisper
     work = tmp_path_factory.mktemp("deploy-limited")
     try:
@@ -118,14 +119,20 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
         ]
         deployment.wait_connected(*nodes)
         full = deployment_config(
-            work / "full", model, **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "encoder-frames": 1500}
+            work / "full",
+            model,
+            **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "encoder-frames": 1500, "personalize": "finetune"},
         )
         outcome["full"] = deployment.run(full, timeout=RUN_TIMEOUT)
         outcome["full-peaks"] = [node.memory.peak_bytes() for node in nodes]
         for node in nodes:
             (node.memory.path / "memory.max_usage_in_bytes").write_text("0")  # restart the peak
             (node.memory.path / "memory.limit_in_bytes").write_text(str(GIB))
-        short = deployment_config(work / "short", model, **{"num-server-rounds": 1, "fraction-evaluate": 1.0})
+        short = deployment_config(
+            work / "short",
+            model,
+            **{"num-server-rounds": 1, "fraction-evaluate": 1.0, "personalize": "local-classifier"},
+        )
         outcome["short"] = deployment.run(short, timeout=RUN_TIMEOUT)
         outcome["short-peaks"] = [node.memory.peak_bytes() for node in nodes]
         outcome["oom-kills"] = [node.memory.oom_kills() for node in nodes]
@@ -170,6 +177,21 @@ def test_every_message_gets_a_fresh_clientapp_process(limited: dict) -> None:
         times = message_times(log)
         handled = [sum(handler for _, handler, _, _ in times[: k + 1]) for k in range(len(times))]
         assert all(process < handled[k] for k, (_, _, _, process) in enumerate(times) if k > 0), times
+
+
+def test_supernodes_score_a_fine_tuned_head_of_their_own_next_to_the_global_one(limited: dict) -> None:
+    for entry in limited["results"]["full"]["rounds"]:
+        evaluation = entry["federated-evaluation"]
+        assert evaluation["personal-fallback"] == 0 and 0 <= evaluation["personal-accuracy"] <= 1, entry
+
+
+def test_a_supernode_keeps_its_classifier_from_the_training_process_to_the_evaluation_process(
+    limited: dict,
+) -> None:
+    # personalize = local-classifier in the 50-frame run: each message had a process of its own,
+    # so a node's own classifier reached its evaluation only through the SuperNode's node state.
+    (entry,) = limited["results"]["short"]["rounds"]
+    assert entry["clients"]["evaluated"] == 2 and entry["federated-evaluation"]["personal-fallback"] == 0, entry
 
 
 def test_the_cli_reaches_the_superlink_through_the_local_deployment_connection(limited: dict) -> None:

@@ -66,6 +66,16 @@ def test_series_hold_every_recorded_value_and_skip_missing_ones() -> None:
     assert series["loss"]["central validation"] == ([1, 3], pytest.approx([1.9, 1.1]))  # null left out
 
 
+def test_a_personalised_run_draws_the_nodes_own_heads_next_to_the_global_one() -> None:
+    entries = rounds()
+    for entry in entries:
+        entry["federated-evaluation"] |= {"personal-accuracy": 0.9, "personal-loss": 0.3}
+    series = round_series(entries)
+    assert series["accuracy"]["federated evaluation, nodes' own heads"] == ([1, 2, 3, 4], [0.9] * 4)
+    assert series["loss"]["federated evaluation, nodes' own heads"] == ([1, 2, 3, 4], [0.3] * 4)
+    assert "federated evaluation, nodes' own heads" not in round_series(rounds())["accuracy"]
+
+
 def test_a_run_with_a_test_result_gets_all_three_pictures(tmp_path: Path) -> None:
     confusion = [[5 if row == column else 1 for column in range(12)] for row in range(12)]
     test = {"accuracy": 0.6, "confusion": confusion, "per-class-accuracy": {n: 0.6 for n in NAMES} | {"off": None}}

@@ -67,6 +67,7 @@ def simulation(speech_folder: Path, tiny_whisper: Path, tmp_path_factory: pytest
     work = tmp_path_factory.mktemp("simulation")
     nodes = count_partitions(str(speech_folder), "", 3)
     overrides = {"num-server-rounds": 2, "fraction-evaluate": 1.0, "central-eval": True}
+    overrides["personalize"] = "local-classifier"  # Flower's node state in a real simulation
     run = run_simulation(
         app_with_raising_clientapp(work),
         work / "flwr",
@@ -91,6 +92,14 @@ def test_every_round_records_training_federated_and_central_evaluation(simulatio
         assert all(math.isfinite(value) for value in entry["federated-evaluation"].values())
         assert 0 <= entry["central-evaluation"]["accuracy"] <= 1
     assert sum(map(sum, results["test"]["confusion"])) == results["test"]["num-examples"]
+
+
+def test_each_node_keeps_its_own_classifier_in_flowers_node_state_across_rounds(simulation) -> None:
+    _, _, results, _ = simulation
+    fallback = [entry["federated-evaluation"]["personal-fallback"] for entry in results["rounds"]]
+    # Every node evaluated with the classifier its training message kept, in a process Flower
+    # chose; in round 2 partition 0, whose training raised, still had the one of round 1.
+    assert fallback == [0, 0]
 
 
 def test_a_clientapp_that_raises_costs_its_node_one_round_and_is_named_on_one_line(simulation) -> None:

@@ -9,18 +9,21 @@ loaded only when clips are still to be encoded. A failure the node can name (bad
 data, model, too little memory) is sent back as the reply's error, on one line.
 """
 
+import copy
 import os
 import time
 from logging import INFO, WARNING
 from pathlib import Path
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common import log
 
 from whisper_example.augment import training_features
 from whisper_example.cache import DiskCache
+from whisper_example.clips import Clips
 from whisper_example.config import ConfigError, RunConfig
 from whisper_example.encoder import Encoder, ModelError, default_device
 from whisper_example.features import clip_features
@@ -28,6 +31,7 @@ from whisper_example.head import build_head, load_head_state
 from whisper_example.memory import MemoryLimitError, require
 from whisper_example.messages import error_reply
 from whisper_example.node_data import node_clips, split_for_evaluation
+from whisper_example.personal import keep_classifier, shared_part, with_kept_classifier
 from whisper_example.sources import DataSourceError
 from whisper_example.training import evaluate_head, train_head, training_memory
 
@@ -116,6 +120,10 @@ def _train(msg: Message, context: Context) -> tuple[Message, float]:
     features = training_features(
         clips, indices, encoder, DiskCache.of(config), variants=variants, seed=seed, report=_report
     )
+    personal = config.personalize == "local-classifier"
+    received = {name: tensor.clone() for name, tensor in head.state_dict().items()} if personal else {}
+    if personal and not with_kept_classifier(head, context.state):
+        log(INFO, "no classifier of this node's own yet: starting from the global one")
     started = time.monotonic()
     result = train_head(
         head,
@@ -129,6 +137,10 @@ def _train(msg: Message, context: Context) -> tuple[Message, float]:
         device=device,
     )
     computing = time.monotonic() - started
+    trained = head.cpu().state_dict()
+    if personal:  # the classifier stays here; the server gets back the one it sent
+        keep_classifier(head, context.state)
+        trained = shared_part(trained, received)
     metrics = {
         "trained": 1,
         "train-loss": result.loss,
@@ -136,7 +148,7 @@ def _train(msg: Message, context: Context) -> tuple[Message, float]:
         "num-examples": len(indices),
         "skipped-clips": clips.skipped,
     }
-    reply = RecordDict({"arrays": ArrayRecord(head.cpu().state_dict()), "metrics": MetricRecord(metrics)})
+    reply = RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord(metrics)})
     return Message(reply, reply_to=msg), computing
 
 
@@ -151,9 +163,51 @@ def _evaluate(msg: Message, context: Context) -> tuple[Message, float]:
     computing = 0.0
     if len(indices):
         device = default_device()
-        features = clip_features(clips, indices, Encoder(config, device), DiskCache.of(config), report=_report)
+        encoder, cache = Encoder(config, device), DiskCache.of(config)
+        features = clip_features(clips, indices, encoder, cache, report=_report)
         started = time.monotonic()
         result = evaluate_head(head, features, config.num_classes, device=device)
-        computing = time.monotonic() - started
         metrics |= {"eval-loss": result.loss, "eval-accuracy": result.accuracy}
+        if config.personalize != "none":
+            own, fallback = _personal_head(msg, context, config, clips, head, encoder, cache, device)
+            personal = evaluate_head(own, features, config.num_classes, device=device)
+            metrics |= {
+                "personal-loss": personal.loss,
+                "personal-accuracy": personal.accuracy,
+                "personal-fallback": int(fallback),
+            }
+        computing = time.monotonic() - started
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), computing
+
+
+def _personal_head(
+    msg: Message,
+    context: Context,
+    config: RunConfig,
+    clips: Clips,
+    head: torch.nn.Module,
+    encoder: Encoder,
+    cache: DiskCache,
+    device: str,
+) -> tuple[torch.nn.Module, bool]:
+    """This node's own head and whether it had to fall back to the global one: the received
+    head fine-tuned on the node's training slice (``finetune``), or the received head with
+    the node's kept classifier (``local-classifier``; none kept: the global head)."""
+    if config.personalize == "local-classifier":
+        own = copy.deepcopy(head)
+        return own, not with_kept_classifier(own, context.state)
+    train_indices = split_for_evaluation(len(clips), config.eval_fraction, config.seed)[0]
+    if len(train_indices) < 2 * config.batch_size or len(np.unique(clips.labels[train_indices])) < 2:
+        return head, True  # what training refuses, fine-tuning refuses too
+    own = copy.deepcopy(head)
+    server_round = int(msg.content["config"]["server-round"])
+    train_head(
+        own,
+        clip_features(clips, train_indices, encoder, cache, report=_report),
+        epochs=config.personal_epochs,
+        learning_rate=float(msg.content["config"]["learning-rate"]),  # the round's, as in training
+        batch_size=config.batch_size,
+        seed=config.seed + 1000 * server_round + _node_number(context) + 1,
+        device=device,
+    )
+    return own, False

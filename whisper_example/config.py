@@ -23,6 +23,7 @@ STRATEGIES = (
 # How many sampled nodes a robust rule needs for num-malicious-nodes = f (Flower checks it per round).
 MIN_NODES_FOR = {"krum": lambda f: 2 * f + 3, "multikrum": lambda f: 2 * f + 3, "bulyan": lambda f: 4 * f + 3}
 LOG_TARGETS = ("none", "wandb", "tensorboard")
+PERSONALIZE = ("none", "finetune", "local-classifier")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -54,6 +55,8 @@ class RunConfig:
     round_timeout: float = _key("seconds > 0", _positive)
     local_epochs: int = _key("an integer >= 1", _positive)
     augment_variants: int = _key("an integer >= 0 (0: train on the clips as they are)", lambda v: v >= 0)
+    personalize: str = _key(f"one of {', '.join(PERSONALIZE)}", lambda v: v in PERSONALIZE)
+    personal_epochs: int = _key("an integer >= 1 (personalize = finetune)", _positive)
     batch_size: int = _key("an integer >= 1", _positive)
     learning_rate: float = _key("a number > 0", _positive)
     lr_schedule: str = _key(f"one of {', '.join(LR_SCHEDULES)}", lambda v: v in LR_SCHEDULES)

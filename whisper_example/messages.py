@@ -2,8 +2,9 @@
 how a failure a node can name travels back on one line.
 
 A training reply holds the head (ArrayRecord ``arrays``) and ``metrics`` with exactly
-``TRAIN_METRICS``; an evaluation reply holds ``metrics`` with ``EVALUATE_METRICS`` (only
-``num-examples`` when the node holds no clip to evaluate). A ClientApp that cannot do the
+``TRAIN_METRICS``; an evaluation reply holds ``metrics`` with ``EVALUATE_METRICS``, and
+``PERSONAL_METRICS`` when the run personalises (only ``num-examples`` when the node holds no
+clip to evaluate). A ClientApp that cannot do the
 work says why in a ConfigRecord ``error``; Flower's own errors (an exception the ClientApp
 did not expect, a vanished node) arrive as the reply's error.
 """
@@ -14,6 +15,8 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 TRAIN_METRICS = frozenset({"trained", "train-loss", "train-accuracy", "num-examples", "skipped-clips"})
 EVALUATE_METRICS = frozenset({"num-examples", "eval-loss", "eval-accuracy"})
+# With personalize = finetune or local-classifier (personal.py), the node's own head's too.
+PERSONAL_METRICS = frozenset({"personal-loss", "personal-accuracy", "personal-fallback"})
 ERROR_RECORD = "error"  # a ClientApp's own account of why it could not do the work
 TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -41,3 +44,8 @@ def failure_of(reply: Message) -> str | None:
 def metrics_of(reply: Message) -> MetricRecord:
     """A reply's 'metrics' record, empty when a malformed reply has none."""
     return reply.content.metric_records.get("metrics", MetricRecord())
+
+
+def evaluate_metrics(personalize: str) -> frozenset[str]:
+    """The metric keys of a usable evaluation reply in a run with this ``personalize``."""
+    return EVALUATE_METRICS if personalize == "none" else EVALUATE_METRICS | PERSONAL_METRICS

@@ -2,7 +2,8 @@
 ``config.json``, and of the detections in a long recording.
 
 - ``accuracy_loss.png``: accuracy and loss per round (or epoch) of training, federated
-  evaluation and central validation, whichever the run recorded;
+  evaluation (of the global head and, when the run personalises, of the nodes' own heads)
+  and central validation, whichever the run recorded;
 - ``confusion_matrix.png``: the final test evaluation (when the run has one);
 - ``per_class_accuracy.png``: per-class accuracy of the final test, else of the last
   central validation.
@@ -36,6 +37,7 @@ PER_CLASS_ACCURACY = "per_class_accuracy.png"
 SOURCES = (
     ("training", "train", "train-accuracy", "train-loss"),
     ("federated evaluation", "federated-evaluation", "eval-accuracy", "eval-loss"),
+    ("federated evaluation, nodes' own heads", "federated-evaluation", "personal-accuracy", "personal-loss"),
     ("central validation", "central-evaluation", "accuracy", "loss"),
 )
 PANELS = ("accuracy", "loss")

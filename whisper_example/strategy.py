@@ -48,7 +48,7 @@ from flwr.serverapp.strategy import (
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from whisper_example.config import RunConfig
-from whisper_example.messages import EVALUATE_METRICS, TRAIN_METRICS, failure_of, metrics_of
+from whisper_example.messages import TRAIN_METRICS, evaluate_metrics, failure_of, metrics_of
 from whisper_example.records import Clients, RoundRecord
 from whisper_example.training import learning_rate_at
 
@@ -366,6 +366,9 @@ class GuardedStrategy(Strategy):
         chosen = trained[:size] + random.sample(others, max(0, size - len(trained)))
         log(INFO, "configure_evaluate: %d nodes (%d of them trained this round)", len(chosen), min(size, len(trained)))
         config["server-round"] = server_round + self.round_offset
+        if self.config.personalize == "finetune":  # nodes fine-tune their own head at the round's rate
+            schedule, base, rounds = self.config.lr_schedule, self.config.learning_rate, self.config.num_server_rounds
+            config["learning-rate"] = learning_rate_at(schedule, base, int(config["server-round"]), rounds)
         content = RecordDict({"arrays": arrays, "config": config})
         return [Message(content=content, message_type="evaluate", dst_node_id=node) for node in chosen]
 
@@ -378,7 +381,7 @@ class GuardedStrategy(Strategy):
             if failure_of(reply) is None
             and _count(metrics_of(reply).get("num-examples", 0)) > 0
             and not non_finite(metrics_of(reply))
-            and set(metrics_of(reply)) == EVALUATE_METRICS
+            and set(metrics_of(reply)) == evaluate_metrics(self.config.personalize)
         ]
         record = self.records.setdefault(server_round, RoundRecord(server_round, clients=Clients()))
         record.clients.evaluated = len(usable)
@@ -398,6 +401,8 @@ class GuardedStrategy(Strategy):
             for i, reply in enumerate(usable)
         ]
         metrics = aggregate_metrics(contents, "num-examples")
+        if "personal-accuracy" in metrics:  # what the nodes' own heads gain over the global one
+            metrics["personal-gain"] = metrics["personal-accuracy"] - metrics["eval-accuracy"]
         record.federated_evaluation = dict(metrics)
         return metrics
 

@@ -124,3 +124,14 @@ def test_every_named_strategy_completes_a_short_run_that_moves_the_head(
     final = load_checkpoint(run_dir / "final_head.pt")["head"]
     assert all(final[name].isfinite().all() and final[name].dtype == torch.float32 for name in final)
     assert any(not torch.allclose(final[name], initial[name]) for name in final)
+
+
+def test_an_empty_actor_pool_is_blamed_on_the_cpus_asked_when_no_ray_node_has_that_many() -> None:
+    advice = server_app.actor_pool_advice({"num_cpus": 2, "num_gpus": 0.0}, [(1.0, 0.0), (1.0, 0.0)])
+    assert "asks for 2 CPUs (client-resources-num-cpus), more than any Ray node offers" in advice
+    assert 'client-resources-num-cpus=1"' in advice and "GPU" not in advice.split("offers")[0]
+
+
+def test_an_empty_actor_pool_is_blamed_on_the_gpus_asked_when_no_ray_node_has_one() -> None:
+    advice = server_app.actor_pool_advice({"num_cpus": 2, "num_gpus": 0.2}, [(2.0, 0.0)])
+    assert advice.startswith("This federation asks for GPUs (client-resources-num-gpus=0.2), but no GPU is visible")

@@ -4,14 +4,13 @@ that stops after round 1, and a GPU federation on a machine without one."""
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import REPO, TINY_HIDDEN, head_parameters, results_of, simulation_config
 
-from tools.harness import DEFAULT_COPY_IGNORE, comment_out_federations, run_simulation
+from tools.harness import app_with_clientapp, run_simulation
 from whisper_example.head import build_head
 from whisper_example.partitions import count_partitions
 from whisper_example.runs import load_checkpoint
@@ -45,21 +44,10 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 
 def app_with_raising_clientapp(tmp_path: Path) -> Path:
-    """A copy of the app whose pyproject points `clientapp` at RAISING_CLIENTAPP, with its
-    federations commented out as Flower leaves them after a first `flwr run .` (whether or
-    not that already happened in this checkout)."""
-    app = Path(
-        shutil.copytree(
-            REPO, tmp_path / "app", ignore=shutil.ignore_patterns(*DEFAULT_COPY_IGNORE, "tests", "benchmarks")
-        )
-    )
-    (app / "raising_client_app.py").write_text(RAISING_CLIENTAPP)
-    pyproject = app / "pyproject.toml"
-    original = 'clientapp = "whisper_example.client_app:app"'
-    assert original in pyproject.read_text()
-    pyproject.write_text(pyproject.read_text().replace(original, 'clientapp = "raising_client_app:app"'))
-    comment_out_federations(pyproject)
-    return app
+    """A copy of the app whose ClientApp is RAISING_CLIENTAPP, with its federations commented
+    out as Flower leaves them after a first `flwr run .` (whether or not that already happened
+    in this checkout)."""
+    return app_with_clientapp(REPO, tmp_path / "app", "raising_client_app", RAISING_CLIENTAPP)
 
 
 @pytest.fixture(scope="module")
@@ -179,4 +167,4 @@ def test_gpu_federation_on_a_machine_without_gpu_says_so(tmp_path: Path) -> None
         timeout=300,
     )
     assert run.status == "finished:failed", run.describe()
-    assert "asks for GPUs" in run.output and "no GPU is visible on this machine" in run.output, run.describe()
+    assert "asks for GPUs (client-resources-num-gpus=0.2), but no GPU is visible to Ray" in run.output, run.describe()

@@ -234,15 +234,20 @@ def _owner_gone(owner: str) -> bool:
     return not owner.isdigit() or int(owner) == os.getpid() or _read_proc(int(owner)) is None
 
 
+_IN_USE: set[str] = set()  # tokens and Ray temp dirs of this process's open RayClusters
+
+
 def _cleanup_stale() -> None:
-    """Kill what earlier harness runs left behind (of owners that are gone, or of this process)."""
-    if tokens := {p.marker for p in all_processes() if p.marker and _owner_gone(p.marker.split(":")[0])}:
+    """Kill what earlier harness runs left behind (of owners that are gone, or of this process,
+    except a RayCluster it still has open)."""
+    stale = {p.marker for p in all_processes() if p.marker and _owner_gone(p.marker.split(":")[0])}
+    if tokens := stale - _IN_USE:
         found = [p.cmdline[:200] for p in _procs_of(tokens)]
         if survivors := _kill_tokens(tokens):
             raise HarnessError(f"Could not kill stale harness processes: {survivors}")
         warnings.warn(f"Killed processes left by earlier harness runs: {found}", stacklevel=3)
     for path in Path("/tmp").glob(f"{_RAY_TMP_PREFIX}*-*"):
-        if _owner_gone(path.name.split("-")[2]):
+        if _owner_gone(path.name.split("-")[2]) and str(path) not in _IN_USE:
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -395,6 +400,124 @@ def run_simulation(
     _verify_teardown(_kill_tokens({token}), [port])
     superlink_log = _read_log(home / "local-superlink" / "superlink.log")
     return FlowerRun(returncode, output, run_id, status, details, timed_out, app, home, port, superlink_log, cmd)
+
+
+def app_with_clientapp(app_dir: Path, dest: Path, module: str, source: str) -> Path:
+    """A copy of the app at ``dest`` whose ClientApp is ``module:app`` (``source`` written next to
+    pyproject.toml), its federations commented out as Flower leaves them after a first run."""
+    app = Path(
+        shutil.copytree(app_dir, dest, ignore=shutil.ignore_patterns(*DEFAULT_COPY_IGNORE, "tests", "benchmarks"))
+    )
+    (app / f"{module}.py").write_text(source)
+    pyproject = app / "pyproject.toml"
+    original = 'clientapp = "whisper_example.client_app:app"'
+    if original not in pyproject.read_text():
+        raise HarnessError(f"{pyproject} does not declare {original}")
+    pyproject.write_text(pyproject.read_text().replace(original, f'clientapp = "{module}:app"'))
+    comment_out_federations(pyproject)
+    return app
+
+
+WHERE_ENV = "WHISPER_EXAMPLE_WHERE"
+"""A folder: the ClientApp of ``app_noting_ray_nodes`` writes one file per message into it."""
+NOTING_RAY_NODES = f'''"""The app's ClientApp, noting the Ray node that runs each message in ${WHERE_ENV}."""
+import os
+import uuid
+from pathlib import Path
+
+import ray
+from flwr.clientapp import ClientApp
+
+from whisper_example import client_app
+
+app = ClientApp()
+
+
+def _note(kind):
+    where = Path(os.environ["{WHERE_ENV}"])
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"{{kind}}-{{uuid.uuid4().hex}}").write_text(ray.get_runtime_context().get_node_id())
+
+
+@app.train()
+def train(msg, context):
+    _note("train")
+    return client_app.train(msg, context)
+
+
+@app.evaluate()
+def evaluate(msg, context):
+    _note("evaluate")
+    return client_app.evaluate(msg, context)
+'''
+
+
+def app_noting_ray_nodes(app_dir: Path, dest: Path) -> Path:
+    """A copy of the app whose ClientApp notes, per message, the Ray node it ran on."""
+    return app_with_clientapp(app_dir, dest, "noting_ray_nodes", NOTING_RAY_NODES)
+
+
+def ray_nodes_noted(where: Path) -> dict[str, list[str]]:
+    """Message kind -> the Ray node ids that ran those messages (from ``app_noting_ray_nodes``)."""
+    noted: dict[str, list[str]] = {}
+    for path in sorted(Path(where).glob("*-*")):
+        noted.setdefault(path.name.split("-")[0], []).append(path.read_text())
+    return noted
+
+
+class RayCluster:
+    """A Ray cluster on 127.0.0.1 for a simulation to attach to (``RAY_ADDRESS``): a head and
+    ``workers`` more nodes of ``cpus`` CPUs each, started as Flower's multi-node guide has it
+    (``ray start --head``, then ``ray start --address``), with a private temp dir. ``env``
+    reaches every Ray worker process. Everything it started is stopped on exit.
+    """
+
+    def __init__(self, work: Path, *, cpus: int = 1, workers: int = 1, env: Mapping[str, str] | None = None) -> None:
+        self.work, self.cpus, self.nodes = Path(work).resolve(), cpus, 1 + workers
+        self.token, self.port = f"{os.getpid()}:{uuid.uuid4().hex}", _free_port()
+        self.extra_env = dict(env or {})
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def __enter__(self) -> RayCluster:
+        _cleanup_stale()
+        self.tmp = tempfile.mkdtemp(prefix=f"{_RAY_TMP_PREFIX}{os.getpid()}-", dir="/tmp")
+        _IN_USE.update((self.token, self.tmp))  # simulations run meanwhile must not clean it up
+        env = _env(self.work / "flwr_home", self.token, self.extra_env, RAY_TMPDIR=self.tmp)
+        common = ["--num-cpus", str(self.cpus), "--num-gpus", "0", "--disable-usage-stats", "--block"]
+        head = ["ray", "start", "--head", f"--node-ip-address={HOST}", f"--port={self.port}"]
+        head += ["--include-dashboard=false", f"--temp-dir={self.tmp}", *common]
+        try:
+            _spawn(head, self.work, env, self.work / "ray_head.log")
+            _wait_for(lambda: port_listening(self.port), 60, "the Ray head", self._logs)
+            for index in range(1, self.nodes):
+                worker = ["ray", "start", f"--address={self.address}", f"--node-ip-address={HOST}", *common]
+                _spawn(worker, self.work, env, self.work / f"ray_worker_{index}.log")
+            _wait_for(lambda: self.alive_nodes() == self.nodes, 90, f"{self.nodes} Ray nodes", self._logs)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def alive_nodes(self) -> int:
+        """Nodes the cluster counts as alive (from ``ray status``)."""
+        done = _capture(["ray", "status", f"--address={self.address}"], self.work, None, 30)
+        active = done.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in done.stdout else ""
+        return len(re.findall(r"\b\d+ node_[0-9a-f]+", active))
+
+    def _logs(self) -> str:
+        return "\n".join(_read_log(path) for path in sorted(self.work.glob("ray_*.log")))
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        survivors = _kill_tokens({self.token})
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        _IN_USE.difference_update((self.token, self.tmp))
+        _verify_teardown(survivors, [self.port])
 
 
 class MemoryGroup:

@@ -6,6 +6,7 @@ every node failing alike in the first round) stops early: its results.json says 
 no untrained head is presented as a result, and Flower marks the run failed.
 """
 
+import ast
 import logging
 import random
 from logging import ERROR, INFO, WARNING
@@ -34,8 +35,10 @@ app = ServerApp()
 FATAL = (ConfigError, ModelError, DataSourceError, MemoryLimitError, CheckpointError, TrackerUnavailable, RunFailed)
 
 
-class NoGpuHint(logging.Handler):
-    """Explain Flower's 'ActorPool is empty' when a GPU federation runs on a GPU-less machine.
+class ActorPoolHint(logging.Handler):
+    """Say why Flower's simulation found no room for a single ClientApp ("The ActorPool is
+    empty"): too many CPUs asked per ClientApp for the largest Ray node, or GPUs asked where
+    no node has one. Flower prints one node's resources for both causes.
 
     The simulation fails before any ClientApp starts, so this is the one place the app can
     say what went wrong. It reads Flower's log text: tests/test_simulation.py fails if
@@ -44,15 +47,49 @@ class NoGpuHint(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if "ActorPool is empty" in message and "GPUs=0" in message:
-            log(
-                ERROR,
-                "This federation asks for GPUs (client-resources-num-gpus > 0), but no GPU is visible on this "
-                "machine. Run on CPU with `flwr run .`, or on a machine with a CUDA GPU and a CUDA build of torch.",
-            )
+        if "ActorPool is empty" in message and "client with resources:" in message:
+            asked = ast.literal_eval(message.split("client with resources:", 1)[1].split(". Lowering")[0].strip())
+            log(ERROR, "%s", actor_pool_advice(asked, ray_node_resources()))
 
 
-logging.getLogger("flwr").addHandler(NoGpuHint())
+def ray_node_resources() -> list[tuple[float, float]]:
+    """(CPUs, GPUs) of every live node of the Ray cluster this process is attached to."""
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    return [
+        (node["Resources"].get("CPU", 0.0), node["Resources"].get("GPU", 0.0))
+        for node in ray.nodes()
+        if node.get("Alive") and node.get("Resources")
+    ]
+
+
+def actor_pool_advice(asked: dict[str, float], nodes: list[tuple[float, float]]) -> str:
+    """What is short for one ClientApp (``asked``: Flower's client resources) on any Ray node."""
+    cpus, gpus = float(asked.get("num_cpus", 1)), float(asked.get("num_gpus", 0.0) or 0.0)
+    offered = ", ".join(f"{c:g} CPUs and {g:g} GPUs" for c, g in nodes) or "unknown"
+    most_cpus = max((c for c, _ in nodes), default=0.0)
+    if gpus > 0 and not any(g for _, g in nodes):
+        return (
+            f"This federation asks for GPUs (client-resources-num-gpus={gpus:g}), but no GPU is visible to Ray "
+            f"(its nodes offer {offered}). Run on CPU with `flwr run .`, or on machines with a CUDA GPU and a "
+            "CUDA build of torch."
+        )
+    if cpus > most_cpus:
+        fit = max(1, int(most_cpus))
+        return (
+            f"Each ClientApp asks for {cpus:g} CPUs (client-resources-num-cpus), more than any Ray node offers "
+            f"({offered}). Ask for what the smallest machine has, e.g. "
+            f'--federation-config "num-supernodes=N client-resources-num-cpus={fit}".'
+        )
+    return (
+        f"No Ray node can host one ClientApp asking for {cpus:g} CPUs and {gpus:g} GPUs (nodes offer {offered}): "
+        "lower client-resources-num-cpus / client-resources-num-gpus in --federation-config."
+    )
+
+
+logging.getLogger("flwr").addHandler(ActorPoolHint())
 
 
 def _report(text: str) -> None:

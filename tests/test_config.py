@@ -49,6 +49,9 @@ def test_pyproject_defaults_are_valid_and_typed() -> None:
         ("augment-variants", -1, "'augment-variants' = -1: expected an integer >= 0"),
         ("personalize", "fedper", "'personalize' = 'fedper': expected one of none, finetune, local-classifier"),
         ("personal-epochs", 0, "'personal-epochs' = 0: expected an integer >= 1"),
+        ("dp", "on", "'dp' = 'on': expected one of off, server, client"),
+        ("dp-noise-multiplier", -1.0, "'dp-noise-multiplier' = -1.0: expected a number >= 0"),
+        ("dp-delta", 1.0, "'dp-delta' = 1.0: expected a number in [0, 1)"),
     ],
 )
 def test_bad_value_names_the_key_and_the_valid_range(key: str, value: object, message: str) -> None:
@@ -95,3 +98,8 @@ def test_script_options_are_typed_like_the_run_config() -> None:
     assert (config.encoder_frames, config.words, config.central_eval) == (50, ("yes", "no"), True)
     with pytest.raises(SystemExit, match="'encoder-frames' = 0"):
         config_from_options(parser.parse_args(["--encoder-frames", "0"]), "encoder-frames")
+
+
+def test_dp_with_another_strategy_than_fedavg_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError, match="'dp' = 'server' needs strategy = 'fedavg'.*not 'fedmedian'"):
+        RunConfig.from_mapping(defaults(dp="server", strategy="fedmedian"))

@@ -15,7 +15,9 @@ from whisper_example.plots import (
     ACCURACY_LOSS,
     CONFUSION_MATRIX,
     PER_CLASS_ACCURACY,
+    draw_accuracy_loss,
     draw_run_plots,
+    epsilon_series,
     read_run,
     round_series,
 )
@@ -74,6 +76,16 @@ def test_a_personalised_run_draws_the_nodes_own_heads_next_to_the_global_one() -
     assert series["accuracy"]["federated evaluation, nodes' own heads"] == ([1, 2, 3, 4], [0.9] * 4)
     assert series["loss"]["federated evaluation, nodes' own heads"] == ([1, 2, 3, 4], [0.3] * 4)
     assert "federated evaluation, nodes' own heads" not in round_series(rounds())["accuracy"]
+
+
+def test_a_private_run_draws_the_epsilon_it_spent_beside_accuracy_and_loss(tmp_path: Path) -> None:
+    entries = rounds()
+    for entry, epsilon in zip(entries, (1.5, 2.5, None, 4.0)):
+        entry["privacy"] = {"epsilon": epsilon, "delta": 1e-3}
+    assert epsilon_series(entries) == ([1, 2, 4], [1.5, 2.5, 4.0])
+    private = matplotlib.image.imread(draw_accuracy_loss(read_run(write_run(tmp_path / "dp", entries, None))))
+    plain = matplotlib.image.imread(draw_accuracy_loss(read_run(write_run(tmp_path / "plain", rounds(), None))))
+    assert private.shape[1] > plain.shape[1]  # a third panel
 
 
 def test_a_run_with_a_test_result_gets_all_three_pictures(tmp_path: Path) -> None:

@@ -126,11 +126,9 @@ class InProcessGrid(Grid):
     def _answer(self, message: Message) -> Message:
         node = message.metadata.dst_node_id
         context = self.contexts[node]
-        if message.metadata.message_type == "evaluate":
-            return client_app.evaluate(message, context)
-        if node in self.hostile_nodes:
+        if message.metadata.message_type == "train" and node in self.hostile_nodes:
             return hostile_train(self.attack, message, context, self.rng)
-        return client_app.train(message, context)
+        return client_app.app(message, context)  # through the ClientApp and its mods, as Flower calls it
 
     def set_run(self, run) -> None: ...  # noqa: E704 - the rest of Grid is unused by strategy.start
     def run(self): ...  # noqa: E704

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 from flwr.common import log
 
 from whisper_example.augment import training_features
@@ -29,7 +30,7 @@ from whisper_example.encoder import Encoder, ModelError, default_device
 from whisper_example.features import clip_features
 from whisper_example.head import build_head, load_head_state
 from whisper_example.memory import MemoryLimitError, require
-from whisper_example.messages import error_reply
+from whisper_example.messages import KEY_CLIPPING_NORM, error_reply
 from whisper_example.node_data import node_clips, split_for_evaluation
 from whisper_example.personal import keep_classifier, shared_part, with_kept_classifier
 from whisper_example.sources import DataSourceError
@@ -92,7 +93,16 @@ def _node_number(context: Context) -> int:
     return int(context.node_config.get("partition-id", context.node_id))
 
 
-@app.train()
+def clip_when_asked(msg: Message, context: Context, call_next) -> Message:
+    """Flower's clipping mod for ``dp = client`` (its wrappers then send a clipping norm):
+    adaptive when the run asks for it, else fixed; other runs' messages pass untouched."""
+    if KEY_CLIPPING_NORM not in msg.content["config"]:
+        return call_next(msg, context)
+    adaptive = context.run_config.get("dp-clipping") == "adaptive"
+    return (adaptiveclipping_mod if adaptive else fixedclipping_mod)(msg, context, call_next)
+
+
+@app.train(mods=[clip_when_asked])
 def train(msg: Message, context: Context) -> Message:
     return _answer(msg, lambda: _train(msg, context))
 

@@ -24,6 +24,8 @@ STRATEGIES = (
 MIN_NODES_FOR = {"krum": lambda f: 2 * f + 3, "multikrum": lambda f: 2 * f + 3, "bulyan": lambda f: 4 * f + 3}
 LOG_TARGETS = ("none", "wandb", "tensorboard")
 PERSONALIZE = ("none", "finetune", "local-classifier")
+DP_MODES = ("off", "server", "client")
+DP_CLIPPING = ("fixed", "adaptive")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -57,6 +59,14 @@ class RunConfig:
     augment_variants: int = _key("an integer >= 0 (0: train on the clips as they are)", lambda v: v >= 0)
     personalize: str = _key(f"one of {', '.join(PERSONALIZE)}", lambda v: v in PERSONALIZE)
     personal_epochs: int = _key("an integer >= 1 (personalize = finetune)", _positive)
+    dp: str = _key(
+        f"one of {', '.join(DP_MODES)} (where updates are clipped; see README 'Privacy')", lambda v: v in DP_MODES
+    )
+    dp_clipping: str = _key(f"one of {', '.join(DP_CLIPPING)}", lambda v: v in DP_CLIPPING)
+    dp_noise_multiplier: float = _key("a number >= 0 (noise std / clipping norm)", lambda v: v >= 0)
+    dp_clipping_norm: float = _key("a number > 0 (fixed: the norm; adaptive: the initial norm)", _positive)
+    dp_target_quantile: float = _key("a number in [0, 1] (adaptive clipping)", _fraction(False, False))
+    dp_delta: float = _key("a number in [0, 1) (0: a tenth of 1 / the number of nodes)", _fraction(False, True))
     batch_size: int = _key("an integer >= 1", _positive)
     learning_rate: float = _key("a number > 0", _positive)
     lr_schedule: str = _key(f"one of {', '.join(LR_SCHEDULES)}", lambda v: v in LR_SCHEDULES)
@@ -122,6 +132,11 @@ class RunConfig:
             words = parse_keywords(config.keywords)
         except ValueError as error:
             raise ConfigError(f"run config 'keywords': {error}") from None
+        if config.dp != "off" and config.strategy != "fedavg":
+            raise ConfigError(
+                f"run config 'dp' = {config.dp!r} needs strategy = 'fedavg' (Flower's DP wrappers and accountant "
+                f"assume plain FedAvg), not {config.strategy!r}"
+            )
         needed = MIN_NODES_FOR.get(config.strategy, lambda f: 1)(config.num_malicious_nodes)
         if config.min_nodes < needed:
             raise ConfigError(

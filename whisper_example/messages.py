@@ -17,6 +17,10 @@ TRAIN_METRICS = frozenset({"trained", "train-loss", "train-accuracy", "num-examp
 EVALUATE_METRICS = frozenset({"num-examples", "eval-loss", "eval-accuracy"})
 # With personalize = finetune or local-classifier (personal.py), the node's own head's too.
 PERSONAL_METRICS = frozenset({"personal-loss", "personal-accuracy", "personal-fallback"})
+# Flower's DP vocabulary (dp = client): the norm its wrappers send with a training
+# instruction, and the metric its adaptiveclipping_mod adds to the reply.
+KEY_CLIPPING_NORM = "clipping_norm"
+KEY_NORM_BIT = "norm_bit"
 ERROR_RECORD = "error"  # a ClientApp's own account of why it could not do the work
 TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -3,7 +3,7 @@
 
 - ``accuracy_loss.png``: accuracy and loss per round (or epoch) of training, federated
   evaluation (of the global head and, when the run personalises, of the nodes' own heads)
-  and central validation, whichever the run recorded;
+  and central validation, whichever the run recorded, and with dp the epsilon spent;
 - ``confusion_matrix.png``: the final test evaluation (when the run has one);
 - ``per_class_accuracy.png``: per-class accuracy of the final test, else of the last
   central validation.
@@ -92,6 +92,16 @@ def round_series(rounds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Ser
     return series
 
 
+def epsilon_series(rounds: Sequence[Mapping[str, Any]]) -> Series:
+    """(rounds, epsilon) of a run with dp whose privacy was accounted (null epsilons left out)."""
+    points = [
+        (int(entry["round"]), value)
+        for entry in rounds
+        if isinstance(entry.get("privacy"), Mapping) and (value := number(entry["privacy"].get("epsilon"))) is not None
+    ]
+    return [x for x, _ in points], [y for _, y in points]
+
+
 def figure(width: float, height: float) -> Figure:
     """A figure on the Agg canvas (no display, no pyplot state)."""
     drawing = Figure(figsize=(width, height), layout="constrained")
@@ -123,8 +133,16 @@ def draw_accuracy_loss(run: Run) -> Path | None:
     if not any(series.values()):
         return None
     rounds = sorted(int(entry["round"]) for entry in run.rounds)
-    drawing = figure(11, 4.2)
-    for axes, panel in zip(drawing.subplots(1, 2), PANELS):
+    epsilons = epsilon_series(run.rounds)
+    drawing = figure(16 if epsilons[0] else 11, 4.2)
+    panels = drawing.subplots(1, 3 if epsilons[0] else 2)
+    if epsilons[0]:  # a run with dp: the privacy it spent, round by round
+        panels[2].plot(*_with_gaps(*epsilons, rounds), marker="o", markersize=4, color="black")
+        delta = next(entry["privacy"]["delta"] for entry in run.rounds if isinstance(entry.get("privacy"), Mapping))
+        panels[2].set_title(f"privacy spent (delta {delta:g})")
+        panels[2].set_ylabel("epsilon")
+        _integer_axis(panels[2], run.unit)
+    for axes, panel in zip(panels, PANELS):
         for label, (xs, ys) in series[panel].items():
             axes.plot(*_with_gaps(xs, ys, rounds), marker="o", markersize=4, label=label)
         if series[panel]:

@@ -39,6 +39,7 @@ class RoundRecord:
     train: dict[str, Any] | None = None  # aggregated training metrics
     federated_evaluation: dict[str, Any] | None = None
     central_evaluation: dict[str, Any] | None = None
+    privacy: dict[str, Any] | None = None  # {"epsilon" (null: not accounted), "delta"} with dp
     wall_time_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from whisper_example.head import build_head, count_parameters, head_state, load_
 from whisper_example.memory import MemoryLimitError
 from whisper_example.plots import draw_run_plots
 from whisper_example.prepare import prepare_split
+from whisper_example.privacy import privacy_summary
 from whisper_example.runs import CheckpointError, RunFolder
 from whisper_example.sources import DataSourceError
 from whisper_example.strategy import RunFailed, build_strategy
@@ -152,6 +153,8 @@ def main(grid: Grid, context: Context) -> None:
         if tracker is not None:
             tracker.close()
     log(INFO, "Final head: %s", final_path)
+    if spent := next((record.privacy for record in reversed(run.rounds) if record.privacy), None):
+        log(INFO, "%s", privacy_summary(spent, len(run.rounds)))
     try:
         for path in draw_run_plots(run.path):
             log(INFO, "Plot: %s", path)
@@ -165,7 +168,11 @@ def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tup
     done_rounds, initial = resumed if resumed else (0, head_state(head))
     if done_rounds:
         log(INFO, "Resuming after round %d of %d", done_rounds, config.num_server_rounds)
-    strategy = build_strategy(config, round_offset=done_rounds)
+    if done_rounds and config.dp != "off":
+        raise RunFailed("a run with dp cannot be resumed: its privacy account would start again at 0; start a new run")
+    # dp calibrates its noise to the nodes sampled per round: the federation's size at the start.
+    num_nodes = len(list(grid.get_node_ids())) if config.dp != "off" else 0
+    strategy = build_strategy(config, round_offset=done_rounds, num_nodes=num_nodes)
     evaluate = CentralEvaluator(config) if config.central_eval else None
     if evaluate:
         evaluate.prepare("validation")  # an unreadable dataset fails now, not after round 1

@@ -48,7 +48,8 @@ from flwr.serverapp.strategy import (
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from whisper_example.config import RunConfig
-from whisper_example.messages import TRAIN_METRICS, evaluate_metrics, failure_of, metrics_of
+from whisper_example.messages import KEY_NORM_BIT, TRAIN_METRICS, evaluate_metrics, failure_of, metrics_of
+from whisper_example.privacy import delta_of, epsilon_of, private
 from whisper_example.records import Clients, RoundRecord
 from whisper_example.training import learning_rate_at
 
@@ -88,9 +89,9 @@ def inner_strategy(config: RunConfig, **common: object) -> Strategy:
     return Bulyan(**common, num_malicious_nodes=config.num_malicious_nodes)
 
 
-def build_strategy(config: RunConfig, round_offset: int = 0) -> "GuardedStrategy":
-    """The run config's strategy, guarded; ``round_offset`` numbers rounds after a resumed
-    run's last completed one."""
+def build_strategy(config: RunConfig, round_offset: int = 0, num_nodes: int = 0) -> "GuardedStrategy":
+    """The run config's strategy, made private with ``dp`` (``num_nodes``: the federation's
+    size) and guarded; ``round_offset`` numbers rounds after a resumed run's last completed one."""
     common = dict(
         fraction_train=config.fraction_train,
         fraction_evaluate=config.fraction_evaluate,
@@ -102,7 +103,10 @@ def build_strategy(config: RunConfig, round_offset: int = 0) -> "GuardedStrategy
         train_metrics_aggr_fn=aggregate_metrics,
         evaluate_metrics_aggr_fn=aggregate_metrics,
     )
-    return GuardedStrategy(inner_strategy(config, **common), config, round_offset)
+    inner = inner_strategy(config, **common)
+    if config.dp != "off":
+        inner = private(inner, config, num_nodes)
+    return GuardedStrategy(inner, config, round_offset, delta_of(config, num_nodes))
 
 
 def aggregate_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
@@ -120,7 +124,9 @@ def non_finite(metrics: MetricRecord) -> list[str]:
     return [key for key, value in metrics.items() if not np.isfinite(np.asarray(value, dtype=np.float64)).all()]
 
 
-def reply_problem(reply: Message, reference: dict[str, tuple[int, ...]]) -> str | None:
+def reply_problem(
+    reply: Message, reference: dict[str, tuple[int, ...]], expected: frozenset[str] = TRAIN_METRICS
+) -> str | None:
     """Why a training reply's head must not be aggregated, or None if it is fine."""
     content = reply.content
     if "arrays" not in content.array_records:
@@ -134,8 +140,8 @@ def reply_problem(reply: Message, reference: dict[str, tuple[int, ...]]) -> str 
         if not np.isfinite(array.numpy()).all():
             return f"head tensor '{name}' has NaN or infinite values"
     metrics = content["metrics"]
-    if set(metrics) != TRAIN_METRICS:
-        return f"metrics {sorted(metrics)} differ from the expected {sorted(TRAIN_METRICS)}"
+    if set(metrics) != expected:
+        return f"metrics {sorted(metrics)} differ from the expected {sorted(expected)}"
     if bad := non_finite(metrics):
         return f"metrics {bad} are not finite"
     num_examples = metrics["num-examples"]
@@ -208,8 +214,11 @@ def _with_content(reply: Message, arrays: ArrayRecord, metrics: MetricRecord) ->
 class GuardedStrategy(Strategy):
     """Checks, bounds and records the replies an ``inner`` Flower strategy aggregates."""
 
-    def __init__(self, inner: Strategy, config: RunConfig, round_offset: int = 0) -> None:
-        self.inner, self.config, self.round_offset = inner, config, round_offset
+    def __init__(self, inner: Strategy, config: RunConfig, round_offset: int = 0, delta: float = 0.0) -> None:
+        self.inner, self.config, self.round_offset, self.delta = inner, config, round_offset, delta
+        # Flower's adaptiveclipping_mod adds whether the node's update was clipped.
+        adaptive_on_nodes = config.dp == "client" and config.dp_clipping == "adaptive"
+        self._train_metrics = TRAIN_METRICS | {KEY_NORM_BIT} if adaptive_on_nodes else TRAIN_METRICS
         self.records: dict[int, RoundRecord] = {}
         self._started: dict[int, float] = {}
         self._sent: dict[str, np.ndarray] = {}  # the head this round's nodes received
@@ -257,7 +266,7 @@ class GuardedStrategy(Strategy):
         for reply in answered:
             if metrics_of(reply).get("trained", 1) == 0:
                 untrained.append(reply)
-            elif problem := reply_problem(reply, reference):
+            elif problem := reply_problem(reply, reference, self._train_metrics):
                 record.failures.append(self._note(server_round, reply.metadata.src_node_id, f"rejected: {problem}"))
             else:
                 accepted.append(reply)
@@ -286,8 +295,20 @@ class GuardedStrategy(Strategy):
             raise RunFailed(f"every node failed in round {server_round}: {reasons.pop()}")
         if not bounded:
             return None, None
+        examples = sum(_count(metrics_of(reply)["num-examples"]) for reply in bounded)
+        if self.config.dp != "off":  # the noise is calibrated to an average with equal weights
+            bounded = [_with_content(reply, reply.content["arrays"], _weight_one(reply)) for reply in bounded]
         arrays, metrics = self.inner.aggregate_train(server_round, bounded)
-        record.train = dict(metrics) if metrics is not None else None
+        record.train = dict(metrics) | {"num-examples": examples} if metrics is not None else None
+        if self.config.dp != "off":
+            record.privacy = {"epsilon": epsilon_of(self.inner), "delta": self.delta}
+            log(
+                INFO,
+                "round %d: privacy spent: epsilon %s at delta %g",
+                server_round,
+                record.privacy["epsilon"],
+                self.delta,
+            )
         if arrays is not None:  # Flower's adaptive optimisers return float64: keep the head's dtype
             arrays = ArrayRecord(
                 {name: Array(array.numpy().astype(self._sent[name].dtype)) for name, array in arrays.items()}
@@ -417,3 +438,8 @@ class GuardedStrategy(Strategy):
         record = self.records.pop(server_round, RoundRecord(server_round, clients=Clients()))
         record.wall_time_s = time.time() - self._started.pop(server_round, time.time())
         return record
+
+
+def _weight_one(reply: Message) -> MetricRecord:
+    """A reply's metrics with ``num-examples`` 1: every node counts alike (dp)."""
+    return MetricRecord(dict(metrics_of(reply)) | {"num-examples": 1})

@@ -5,7 +5,7 @@ Each round, every sampled node's update (its head minus the head it was sent) is
 an L2 norm, by the server (``server``) or by the node before it replies (``client``, with
 Flower's ``fixedclipping_mod`` / ``adaptiveclipping_mod``); the average of the clipped
 updates gets Gaussian noise of ``dp-noise-multiplier`` x the norm / the sampled nodes. With
-fixed clipping Flower's RDP accountant (the ``flwr[dp]`` extra, ``dp-accounting``) composes
+fixed clipping Flower's RDP accountant (``pip install -e ".[dp]"``: ``dp-accounting``) composes
 one Gaussian release per round and reports epsilon at ``dp-delta``, under the assumptions
 it checks: node-level neighbours (add or remove one node), no amplification by sampling
 (Flower samples a fixed number of nodes uniformly, which Poisson-sampling analyses do not
@@ -13,8 +13,9 @@ cover), equal weights in plain FedAvg. Adaptive clipping has no accountant in Fl
 epsilon is recorded as null, not guessed.
 
 Flower's wrapper runs inside the project's ``GuardedStrategy``: the guard first leaves out
-replies that are broken or far from the others (their raw updates are what it judges), then
-the wrapper clips, averages with equal weights and adds noise to what remains.
+replies that are broken or far from the others (with ``server``, judging the raw updates;
+with ``client``, the already clipped ones), then the wrapper clips, averages with equal
+weights and adds noise to what remains.
 """
 
 from flwr.serverapp import NeighboringRelation, PrivacyConfig, SamplingMethod

@@ -27,11 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flwr.common.constant import SUPERLINK_NODE_ID
-from flwr.supercore.task_identity import TaskIdentity
-
-from tools.federation import InProcessGrid, server_context
-from whisper_example import server_app
+from tools.federation import run_in_process
 from whisper_example.config import MIN_NODES_FOR, default_values
 from whisper_example.partitions import count_partitions
 
@@ -65,10 +61,7 @@ def federated(data: Path, work: Path, nodes: int, strategy: str, attack: str, se
     assert count_partitions(str(data), "", values["speakers-per-node"]) == nodes
     started = time.perf_counter()
     hostile = [] if attack == "none" else [0]
-    grid = InProcessGrid(values, nodes, hostile=hostile, attack=attack if hostile else "scaled")
-    server_app.main(grid, server_context(values))
-    (results_file,) = work.glob("*/*/results.json")
-    results = json.loads(results_file.read_text())
+    results, _ = run_in_process(values, nodes, hostile=hostile, attack=attack if hostile else "scaled")
     named = [
         sorted({entry["node"] for entry in round_.get("bounded", []) + round_.get("failures", [])})
         for round_ in results["rounds"]
@@ -142,7 +135,6 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")
     args = parser.parse_args()
     args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench_attacks-cache-"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
     outputs = Path(tempfile.mkdtemp(prefix="bench_attacks-"))
     seeds = [int(seed) for seed in args.seeds.split(",")]
     cells = []

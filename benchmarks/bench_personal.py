@@ -28,12 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from flwr.common.constant import SUPERLINK_NODE_ID
-from flwr.supercore.task_identity import TaskIdentity
 
 from preprocess import save_clips
-from tools.federation import InProcessGrid, server_context
-from whisper_example import server_app
+from tools.federation import InProcessGrid, run_in_process
 from whisper_example.config import RunConfig, default_values
 from whisper_example.node_data import node_clips
 from whisper_example.partitions import count_partitions
@@ -62,13 +59,13 @@ def federated(data: Path, work: Path, nodes: int, mode: str, seed: int, args) ->
         "seed": seed,
     }
     assert count_partitions(str(data), "", values["speakers-per-node"]) == nodes
-    grid = InProcessGrid(values, nodes)
-    for pid, node_context in enumerate(list(grid.contexts.values())[: args.partial]):
-        node_context.node_config["local-data"] = str(half_the_keywords(values, pid, nodes, work / "partial"))
+
+    def partial_nodes(grid: InProcessGrid) -> None:
+        for pid, node_context in enumerate(list(grid.contexts.values())[: args.partial]):
+            node_context.node_config["local-data"] = str(half_the_keywords(values, pid, nodes, work / "partial"))
+
     started = time.perf_counter()
-    server_app.main(grid, server_context(values))
-    (results_file,) = work.glob("*/*/results.json")
-    results = json.loads(results_file.read_text())
+    results, grid = run_in_process(values, nodes, prepare=partial_nodes)
     evaluations = [round_["federated-evaluation"] for round_ in results["rounds"]]
     kept = [
         sum(array.numpy().nbytes for array in context.state[KEPT].values())
@@ -157,7 +154,6 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")
     args = parser.parse_args()
     args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench_personal-cache-"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
     outputs = Path(tempfile.mkdtemp(prefix="bench_personal-"))
     rows = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
     done = {(row["mode"], row["seed"]) for row in rows}

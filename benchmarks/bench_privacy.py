@@ -22,11 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flwr.common.constant import SUPERLINK_NODE_ID
-from flwr.supercore.task_identity import TaskIdentity
-
-from tools.federation import InProcessGrid, server_context
-from whisper_example import server_app
+from tools.federation import run_in_process
 from whisper_example.config import default_values
 from whisper_example.partitions import count_partitions
 
@@ -44,9 +40,7 @@ def federated(data: Path, work: Path, noise: float, clipping: str, seed: int, ar
     }  # fmt: skip
     nodes = count_partitions(str(data), "", 1)
     started = time.perf_counter()
-    server_app.main(InProcessGrid(values, nodes), server_context(values))
-    (results_file,) = work.glob("*/*/results.json")
-    results = json.loads(results_file.read_text())
+    results, _ = run_in_process(values, nodes)
     return {
         "nodes": nodes, "noise": noise, "clipping": clipping, "seed": seed, "test": results["test"]["accuracy"],
         "validation": [entry["central-evaluation"]["accuracy"] for entry in results["rounds"]],
@@ -96,7 +90,6 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")
     args = parser.parse_args()
     args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench_privacy-cache-"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
     outputs = Path(tempfile.mkdtemp(prefix="bench_privacy-"))
     cells = [(float(noise), "fixed") for noise in args.noise.split(",")]
     cells += [(args.adaptive, "adaptive")] if args.adaptive >= 0 else []

@@ -10,7 +10,9 @@ ClientApp answers (``tests/test_simulation.py`` runs one under ``flwr run``).
 
 import copy
 import dataclasses
+import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -140,3 +142,23 @@ class InProcessGrid(Grid):
 def server_context(run_config: dict) -> Context:
     """The Context a ServerApp gets for a run with ``run_config``."""
     return Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=run_config)
+
+
+def run_in_process(
+    values: dict, num_partitions: int, prepare: Callable[[InProcessGrid], None] = lambda grid: None, **grid_options
+) -> tuple[dict, InProcessGrid]:
+    """A whole federated run in this process, for the benchmarks: its ``results.json`` (found
+    under ``values["output-dir"]``) and the grid, whose nodes' contexts hold their state.
+    ``prepare`` may change the nodes before the run starts."""
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from whisper_example import server_app
+
+    # The identity flwr gives a ServerApp process: instruction Messages take their source from it.
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
+    grid = InProcessGrid(values, num_partitions, **grid_options)
+    prepare(grid)
+    server_app.main(grid, server_context(values))
+    (results_file,) = Path(values["output-dir"]).glob("*/*/results.json")
+    return json.loads(results_file.read_text()), grid

@@ -6,13 +6,14 @@ generated speaker, test accuracy on held-out speakers next to the epsilon spent.
     python -m benchmarks.bench_privacy --data DIR [--json OUT] [--plot PNG] [--dp server]
         [--noise 0,0.3,0.7,1.0,1.5] [--adaptive 1.0] [--rounds 10] [--seeds 1] [--model-name PATH]
 
-``--data``: a generated Speech Commands folder with 100+ train speakers (``tools/synthetic.py
---hard --speakers 150``): every train speaker is a node (``speakers-per-node`` 1), so
-epsilon is per speaker. Every run: ``--rounds`` rounds, every node trains one local epoch
-per round (no sampling, so no amplification is claimed), 50 frames, equal weights, central
-evaluation (validation every round, test at the end). ``--noise 0`` is the run without
-noise (clipping only, no epsilon). ``--adaptive`` adds a run with adaptive clipping at that
-noise multiplier (no epsilon: Flower has no accountant for it).
+A run without dp comes first, for reference. ``--data``: a generated Speech Commands folder
+with 100+ train speakers (``tools/synthetic.py --hard --speakers 150``): every train speaker
+is a node (``speakers-per-node`` 1), so epsilon is per speaker. Every run: ``--rounds``
+rounds, every node trains one local epoch per round (no sampling, so no amplification is
+claimed), 50 frames, equal weights, central evaluation (validation every round, test at the
+end). ``--noise 0`` is the run without noise (clipping only, no epsilon). ``--adaptive``
+adds a run with adaptive clipping at that noise multiplier (no epsilon: Flower has no
+accountant for it).
 Each row is written to ``--json`` as it completes; rerun with the same ``--json`` to resume.
 """
 
@@ -35,7 +36,8 @@ def federated(data: Path, work: Path, noise: float, clipping: str, seed: int, ar
         "dataset": str(data), "model-name": args.model_name, "cache-dir": str(args.cache_dir),
         "cache-size-gb": 200.0, "output-dir": str(work), "encoder-frames": 50, "speakers-per-node": 1,
         "num-server-rounds": args.rounds, "fraction-train": 1.0, "fraction-evaluate": 0.0,
-        "central-eval": True, "seed": seed, "dp": args.dp, "dp-clipping": clipping,
+        "central-eval": True, "seed": seed, "dp": "off" if clipping == "off" else args.dp,
+        "dp-clipping": "fixed" if clipping == "off" else clipping,
         "dp-noise-multiplier": noise, "dp-clipping-norm": args.clipping_norm,
     }  # fmt: skip
     nodes = count_partitions(str(data), "", 1)
@@ -44,8 +46,8 @@ def federated(data: Path, work: Path, noise: float, clipping: str, seed: int, ar
     return {
         "nodes": nodes, "noise": noise, "clipping": clipping, "seed": seed, "test": results["test"]["accuracy"],
         "validation": [entry["central-evaluation"]["accuracy"] for entry in results["rounds"]],
-        "epsilon": [entry["privacy"]["epsilon"] for entry in results["rounds"]],
-        "delta": results["rounds"][-1]["privacy"]["delta"], "seconds": time.perf_counter() - started,
+        "epsilon": [(entry.get("privacy") or {}).get("epsilon") for entry in results["rounds"]],
+        "delta": (results["rounds"][-1].get("privacy") or {}).get("delta"), "seconds": time.perf_counter() - started,
     }  # fmt: skip
 
 
@@ -62,13 +64,15 @@ def plot(rows: list[dict], path: Path) -> None:
     )
     for row in rows:
         if row["epsilon"][-1] is None:
-            label = "no noise" if row["noise"] == 0 else f"adaptive, z={row['noise']:g} (no epsilon)"
-            axis.axhline(row["test"], linestyle="--" if row["noise"] == 0 else ":", color="grey", label=label)
+            label = {"off": "without dp", "fixed": "clipping, no noise"}.get(
+                row["clipping"], f"adaptive, z={row['noise']:g} (no epsilon)"
+            )
+            style = {"off": "-", "fixed": "--"}.get(row["clipping"], ":")
+            axis.axhline(row["test"], linestyle=style, color="grey", label=label)
     for row in accounted:
         axis.annotate(f"z={row['noise']:g}", (row["epsilon"][-1], row["test"]), fontsize=8)
-    axis.set(
-        xscale="log", xlabel=f"epsilon at delta {rows[0]['delta']:.2g}", ylabel="test accuracy (held-out speakers)"
-    )
+    delta = next(row["delta"] for row in rows if row["delta"] is not None)
+    axis.set(xscale="log", xlabel=f"epsilon at delta {delta:.2g}", ylabel="test accuracy (held-out speakers)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -91,7 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench_privacy-cache-"))
     outputs = Path(tempfile.mkdtemp(prefix="bench_privacy-"))
-    cells = [(float(noise), "fixed") for noise in args.noise.split(",")]
+    cells = [(0.0, "off")]  # the same run without dp, for reference
+    cells += [(float(noise), "fixed") for noise in args.noise.split(",")]
     cells += [(args.adaptive, "adaptive")] if args.adaptive >= 0 else []
     rows = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
     done = {(row["noise"], row["clipping"], row["seed"]) for row in rows}

@@ -110,7 +110,7 @@ def main() -> None:
                 args.json.write_text(json.dumps(rows, indent=2) + "\n")
             print(
                 f"{row['nodes']} nodes, {clipping} clipping, noise {noise:g}, seed {seed}: test {row['test']:.4f}, "
-                f"epsilon {row['epsilon'][-1]} at delta {row['delta']:.2g}, {row['seconds']:.0f} s",
+                f"epsilon {row['epsilon'][-1]} at delta {row['delta']}, {row['seconds']:.0f} s",
                 flush=True,
             )
     if args.plot:

@@ -100,3 +100,15 @@ def test_secure_aggregation_exists_only_on_flowers_legacy_workflow_api() -> None
     assert [name for name in dir(message_api_mods) if "secagg" in name.lower()] == []
     start = inspect.signature(message_api_strategies.Strategy.start).parameters
     assert [name for name in start if "secagg" in name.lower() or "workflow" in name.lower()] == []
+
+
+def test_with_accounted_dp_a_round_missing_a_node_is_not_aggregated(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Flower's wrapper calibrates the noise to every sampled node: one left out (here a node
+    # sending its head x -1000) and it skips the round rather than under-noise it.
+    config = simulation_config(speech_folder, tiny_whisper, tmp_path, **{"num-server-rounds": 2, "dp": "server"})
+    grid = InProcessGrid(config, count_partitions(str(speech_folder), "", 3), hostile=[0])
+    with pytest.raises(RunFailed, match="with dp, a round is aggregated only when every sampled node"):
+        server_app.main(grid, server_context(config))
+    assert "round 1: not aggregated: with accounted dp Flower's wrapper aggregates only when every one" in caplog.text

@@ -203,6 +203,13 @@ def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tup
         timeout=config.round_timeout,
     )
     if not any(record.train for record in run.rounds):
-        raise RunFailed("no node trained in any round: the head was never updated (see 'failures' in results.json)")
+        dp = (
+            "; with dp, a round is aggregated only when every sampled node sends a usable reply"
+            if config.dp != "off"
+            else ""
+        )
+        raise RunFailed(
+            f"no node trained in any round: the head was never updated (see 'failures' in results.json){dp}"
+        )
     final = result.arrays if len(result.arrays) else ArrayRecord(initial)
     return final, evaluate("test", final) if evaluate else None

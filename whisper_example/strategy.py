@@ -300,6 +300,13 @@ class GuardedStrategy(Strategy):
             bounded = [_with_content(reply, reply.content["arrays"], _weight_one(reply)) for reply in bounded]
         arrays, metrics = self.inner.aggregate_train(server_round, bounded)
         record.train = dict(metrics) | {"num-examples": examples} if metrics is not None else None
+        if self.config.dp != "off" and arrays is None:
+            log(
+                WARNING,
+                "round %d: not aggregated: with accounted dp Flower's wrapper aggregates only when every one of "
+                "the %d sampled nodes sends a usable reply (here %d); the head is unchanged",
+                server_round, len(self._sampled), len(bounded),
+            )  # fmt: skip
         if self.config.dp != "off":
             record.privacy = {"epsilon": epsilon_of(self.inner), "delta": self.delta}
             log(

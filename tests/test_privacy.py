@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import results_of, run_and_list_heavy_imports, simulation_config, small_config
+from conftest import REPO, results_of, run_and_list_heavy_imports, simulation_config, small_config
 from flwr.app import ConfigRecord, Message, RecordDict
 from test_client_app import context, instruction
 
 from tools.federation import InProcessGrid, server_context
+from tools.harness import run_simulation
 from whisper_example import client_app, server_app
 from whisper_example.messages import KEY_CLIPPING_NORM
 from whisper_example.partitions import count_partitions
@@ -112,3 +113,19 @@ def test_with_accounted_dp_a_round_missing_a_node_is_not_aggregated(
     with pytest.raises(RunFailed, match="with dp, a round is aggregated only when every sampled node"):
         server_app.main(grid, server_context(config))
     assert "round 1: not aggregated: with accounted dp Flower's wrapper aggregates only when every one" in caplog.text
+
+
+def test_a_real_simulation_with_nodes_clipping_their_own_updates_accounts_epsilon(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
+    # `flwr run`: Flower's simulation engine, its DP wrapper on the server, its mod in each ClientApp.
+    config = simulation_config(speech_folder, tiny_whisper, tmp_path, **{"num-server-rounds": 2, "dp": "client"})
+    run = run_simulation(
+        REPO, tmp_path / "flwr", num_supernodes=count_partitions(str(speech_folder), "", 3), run_config=config
+    )
+    assert run.completed, run.describe()
+    results = results_of(tmp_path / "outputs")[1]
+    epsilons = [entry["privacy"]["epsilon"] for entry in results["rounds"]]
+    assert 0 < epsilons[0] < epsilons[1], epsilons
+    assert "fixedclipping_mod: parameters are clipped by value: 1.0000" in run.output
+    assert f"Privacy: epsilon {epsilons[1]:.3g}" in run.output

@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.federation import run_in_process
-from whisper_example.config import MIN_NODES_FOR, default_values
+from tools.federation import generated_speech_run, run_in_process
+from whisper_example.config import MIN_NODES_FOR
 from whisper_example.partitions import count_partitions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,23 +38,14 @@ UNBOUNDED = {"max-weight-ratio": 1e12, "max-update-ratio": 1e12, "min-update-cos
 
 def federated(data: Path, work: Path, nodes: int, strategy: str, attack: str, seed: int, args, **extra) -> dict:
     """One in-process federated run; its test accuracy, validation curve and what it named."""
-    values = default_values() | {
-        "dataset": str(data),
-        "model-name": args.model_name,
-        "cache-dir": str(args.cache_dir),
-        "cache-size-gb": 200.0,
-        "output-dir": str(work),
-        "encoder-frames": 50,
-        "speakers-per-node": TRAIN_SPEAKERS // nodes,
-        "num-server-rounds": args.rounds,
-        "local-epochs": 2,
-        "fraction-train": 1.0,
-        "fraction-evaluate": 0.0,
-        "min-nodes": min(nodes, MIN_NODES_FOR.get(strategy, lambda f: 2)(1)),
-        "central-eval": True,
-        "strategy": strategy,
-        "seed": seed,
-    }
+    values = generated_speech_run(
+        data, args.model_name, args.cache_dir, work,
+        **{
+            "speakers-per-node": TRAIN_SPEAKERS // nodes, "num-server-rounds": args.rounds, "local-epochs": 2,
+            "fraction-evaluate": 0.0, "min-nodes": min(nodes, MIN_NODES_FOR.get(strategy, lambda f: 2)(1)),
+            "strategy": strategy, "seed": seed,
+        },
+    )  # fmt: skip
     if strategy == "fedtrimmedavg":
         values["trim-beta"] = max(float(values["trim-beta"]), 1 / nodes)  # Flower cuts int(beta x n) per end
     values |= extra

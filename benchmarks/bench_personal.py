@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from preprocess import save_clips
-from tools.federation import InProcessGrid, run_in_process
-from whisper_example.config import RunConfig, default_values
+from tools.federation import InProcessGrid, generated_speech_run, run_in_process
+from whisper_example.config import RunConfig
 from whisper_example.node_data import node_clips
 from whisper_example.partitions import count_partitions
 from whisper_example.personal import KEPT
@@ -42,22 +42,13 @@ TRAIN_SPEAKERS = 80
 
 def federated(data: Path, work: Path, nodes: int, mode: str, seed: int, args) -> dict:
     """One in-process run: per round the nodes' global and own accuracy, and what it cost."""
-    values = default_values() | {
-        "dataset": str(data),
-        "model-name": args.model_name,
-        "cache-dir": str(args.cache_dir),
-        "cache-size-gb": 200.0,
-        "output-dir": str(work),
-        "encoder-frames": 50,
-        "speakers-per-node": TRAIN_SPEAKERS // nodes,
-        "num-server-rounds": args.rounds,
-        "local-epochs": 2,
-        "fraction-train": 1.0,
-        "fraction-evaluate": 1.0,
-        "central-eval": True,
-        "personalize": mode,
-        "seed": seed,
-    }
+    values = generated_speech_run(
+        data, args.model_name, args.cache_dir, work,
+        **{
+            "speakers-per-node": TRAIN_SPEAKERS // nodes, "num-server-rounds": args.rounds, "local-epochs": 2,
+            "fraction-evaluate": 1.0, "personalize": mode, "seed": seed,
+        },
+    )  # fmt: skip
     assert count_partitions(str(data), "", values["speakers-per-node"]) == nodes
 
     def partial_nodes(grid: InProcessGrid) -> None:

@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.federation import run_in_process
-from whisper_example.config import default_values
+from tools.federation import generated_speech_run, run_in_process
 from whisper_example.partitions import count_partitions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,14 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def federated(data: Path, work: Path, noise: float, clipping: str, seed: int, args) -> dict:
     """One in-process run: test accuracy, validation curve and epsilon per round."""
-    values = default_values() | {
-        "dataset": str(data), "model-name": args.model_name, "cache-dir": str(args.cache_dir),
-        "cache-size-gb": 200.0, "output-dir": str(work), "encoder-frames": 50, "speakers-per-node": 1,
-        "num-server-rounds": args.rounds, "fraction-train": 1.0, "fraction-evaluate": 0.0,
-        "central-eval": True, "seed": seed, "dp": "off" if clipping == "off" else args.dp,
-        "dp-clipping": "fixed" if clipping == "off" else clipping,
-        "dp-noise-multiplier": noise, "dp-clipping-norm": args.clipping_norm,
-    }  # fmt: skip
+    values = generated_speech_run(
+        data, args.model_name, args.cache_dir, work,
+        **{
+            "speakers-per-node": 1, "num-server-rounds": args.rounds, "fraction-evaluate": 0.0, "seed": seed,
+            "dp": "off" if clipping == "off" else args.dp, "dp-clipping": "fixed" if clipping == "off" else clipping,
+            "dp-noise-multiplier": noise, "dp-clipping-norm": args.clipping_norm,
+        },
+    )  # fmt: skip
     nodes = count_partitions(str(data), "", 1)
     started = time.perf_counter()
     results, _ = run_in_process(values, nodes)

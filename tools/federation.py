@@ -144,6 +144,18 @@ def server_context(run_config: dict) -> Context:
     return Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=run_config)
 
 
+def generated_speech_run(data: Path, model_name: str, cache_dir: Path, output_dir: Path, **overrides) -> dict:
+    """The run config the benchmarks' in-process federations share: the project's defaults on a
+    generated Speech Commands folder at 50 frames, every node training each round, central
+    evaluation; ``overrides`` (kebab-case keys) on top."""
+    from whisper_example.config import default_values
+
+    return default_values() | {
+        "dataset": str(data), "model-name": model_name, "cache-dir": str(cache_dir), "cache-size-gb": 200.0,
+        "output-dir": str(output_dir), "encoder-frames": 50, "fraction-train": 1.0, "central-eval": True,
+    } | overrides  # fmt: skip
+
+
 def run_in_process(
     values: dict, num_partitions: int, prepare: Callable[[InProcessGrid], None] = lambda grid: None, **grid_options
 ) -> tuple[dict, InProcessGrid]:

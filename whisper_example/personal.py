@@ -3,8 +3,8 @@
 
 - ``finetune``: at every federated evaluation the node trains a copy of the received global
   head for ``personal-epochs`` on its own training slice, at the round's learning rate, and
-  scores both on its held-out slice. The copy is thrown away: the node's training reply, and so the global head, is
-  exactly what it is without personalisation.
+  scores both on its held-out slice. The copy is thrown away: the node's training reply,
+  and so the global head, is exactly what it is without personalisation.
 - ``local-classifier`` (FedPer): the head's last Linear layer (``classifier.*``) never
   leaves the node. It lives in the node's ``context.state``, which Flower keeps for the
   node across messages and rounds (in simulation, and in a SuperNode process while it

@@ -71,6 +71,7 @@ def actor_pool_advice(asked: dict[str, float], nodes: list[tuple[float, float]])
     cpus, gpus = float(asked.get("num_cpus", 1)), float(asked.get("num_gpus", 0.0) or 0.0)
     offered = ", ".join(f"{c:g} CPUs and {g:g} GPUs" for c, g in nodes) or "unknown"
     most_cpus = max((c for c, _ in nodes), default=0.0)
+    least_cpus = min((c for c, _ in nodes if c > 0), default=1.0)
     if gpus > 0 and not any(g for _, g in nodes):
         return (
             f"This federation asks for GPUs (client-resources-num-gpus={gpus:g}), but no GPU is visible to Ray "
@@ -78,7 +79,7 @@ def actor_pool_advice(asked: dict[str, float], nodes: list[tuple[float, float]])
             "CUDA build of torch."
         )
     if cpus > most_cpus:
-        fit = max(1, int(most_cpus))
+        fit = max(1, int(least_cpus))  # so that every node can host ClientApps
         return (
             f"Each ClientApp asks for {cpus:g} CPUs (client-resources-num-cpus), more than any Ray node offers "
             f"({offered}). Ask for what the smallest machine has, e.g. "

@@ -3,19 +3,24 @@
 context cost? The harder generated benchmark, centralized.py at its defaults, 5 seeds.
 
     python -m benchmarks.bench_hard [--json OUT] [--frames 50,100,200,1500] [--seeds 1,2,3,4,5]
-        [--speakers 100] [--recordings 5] [--model-name PATH] [--device cpu|cuda] [--workdir DIR]
+        [--speakers 100] [--recordings 10] [--threshold T] [--sweep] [--augment-variants K]
+        [--model-name PATH] [--device cpu|cuda] [--workdir DIR]
         [--before DIR] [--before-frames 50,1500] [--small-data 20]
 
 Data (made once in --workdir): ``tools/synthetic.py --hard`` with --speakers speakers saying 20
 words twice (the 10 keywords and the digits, heard as _unknown_), speaker-disjoint splits, and
---recordings long recordings (60 s, 20 keywords and 10 digits each, 1-s clips at random times)
-spoken by test speakers.
+--recordings long recordings per split (60 s, 20 keywords and 10 digits each at random times,
+one recording session each: one speaker level, one noise throughout), each by another test
+speaker, and as many by validation speakers.
 
 For each context (``--frames``): the splits' features are encoded once into the feature store
 (timed: encoding s/clip, bytes/clip); then for every seed ``centralized.py`` runs as a user runs
-it (defaults, plus ``--encoder-frames F --seed S``) and reports the test accuracy of its best
-epoch on held-out speakers; its head scans the long recordings (1-s windows, hop 0.25 s) and
-its detections are matched to the spoken keywords (``spotter.precision_recall``). The windows'
+it (defaults, plus ``--encoder-frames F --seed S`` and ``--augment-variants K`` if given) and
+reports the test accuracy of its best epoch on held-out speakers; its head scans the test
+speakers' recordings (1-s windows, hop 0.25 s) and its detections at ``--threshold`` (the
+spotter's default) are matched to the spoken keywords (``spotter.precision_recall``).
+``--sweep`` also scores the validation speakers' recordings at the thresholds of SWEEP: that is
+how the default threshold was chosen, without looking at the test speakers. The windows'
 features are encoded once per context and shared by the seeds; one scan is timed as a user's
 ``predict`` call (windows/s).
 
@@ -65,10 +70,12 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_SEED = 7
 CLIPS_PER_WORD = 2
 RECORDING_SECONDS, RECORDING_KEYWORDS, RECORDING_DIGITS = 60.0, 20, 10
+SWEEP = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6]  # thresholds --sweep tries on validation speakers
 
 
-def make_data(work: Path, speakers: int, recordings: int) -> tuple[Path, list[tuple[Path, list]]]:
-    """The harder dataset and the long recordings of its test speakers (made once)."""
+def make_data(work: Path, speakers: int, recordings: int) -> tuple[Path, list[tuple[Path, list]], list]:
+    """The harder dataset, and long recordings (made once) of its test speakers and of its
+    validation speakers (those choose the detection threshold)."""
     data = work / f"hard{speakers}"
     if not (data / "testing_list.txt").exists():
         shutil.rmtree(data, ignore_errors=True)
@@ -82,20 +89,29 @@ def make_data(work: Path, speakers: int, recordings: int) -> tuple[Path, list[tu
         )
     voices = make_speakers(speakers, DATA_SEED, HARD)
     splits = assign_speaker_splits([voice.speaker_id for voice in voices])
-    test_voices = [voice for voice in voices if splits[voice.speaker_id] == "test"]
+    test = long_recordings(work / f"long{speakers}", voices, splits, "test", recordings, seed=100)
+    validation = long_recordings(
+        work / f"long{speakers}_validation", voices, splits, "validation", recordings, seed=200
+    )
+    return data, test, validation
+
+
+def long_recordings(folder: Path, voices: list, splits: dict, split: str, count: int, seed: int) -> list:
+    """``count`` 60-s recordings, each by the next speaker of ``split``, with their truth."""
+    speakers = [voice for voice in voices if splits[voice.speaker_id] == split]
     long = []
-    for index in range(recordings):
-        path = work / f"long{speakers}" / f"long_{index}.wav"
+    for index in range(count):
+        path = folder / f"long_{index}.wav"
         if not path.with_suffix(".json").exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             truth = make_long_recording(
                 path, words=DEFAULT_KEYWORDS, occurrences=RECORDING_KEYWORDS, seconds=RECORDING_SECONDS,
-                speaker=test_voices[index % len(test_voices)], seed=100 + index, conditions=HARD,
+                speaker=speakers[index % len(speakers)], seed=seed + index, conditions=HARD,
                 distractors=HARD_WORDS[len(DEFAULT_KEYWORDS):], distractor_occurrences=RECORDING_DIGITS,
             )  # fmt: skip
             path.with_suffix(".json").write_text(json.dumps(truth))
         long.append((path, [tuple(row) for row in json.loads(path.with_suffix(".json").read_text())]))
-    return data, long
+    return long
 
 
 def run(command: list[str], cwd: Path = REPO) -> str:
@@ -134,12 +150,18 @@ def fill_store(config_values: dict, device: str) -> dict:
     config = RunConfig.from_mapping(config_values)
     encoder, cache = Encoder(config, device), DiskCache.of(config)
     clips = {split: prepare_split(config, split, progress=False) for split in SPLITS}
-    count = sum(map(len, clips.values()))
+    count, encoded = sum(map(len, clips.values())), []
     started = time.perf_counter()
     for split in SPLITS:
-        clip_features(clips[split], np.arange(len(clips[split])), encoder, cache, report=lambda line: None)
+        clip_features(clips[split], np.arange(len(clips[split])), encoder, cache, report=encoded.append)
     seconds = time.perf_counter() - started
-    figures = {"clips": count, "encode_s_per_clip": seconds / count, "bytes_per_clip": config.encoder_frames * 384 * 2}
+    # features an earlier run stored are read, not encoded: no encoding time to report then
+    timed = all(line.startswith(f"encoding {len(clips[split])} of") for line, split in zip(encoded, SPLITS))
+    figures = {
+        "clips": count,
+        "encode_s_per_clip": seconds / count if timed and len(encoded) == len(SPLITS) else None,
+        "bytes_per_clip": config.encoder_frames * 384 * 2,
+    }
     if config.augment_variants:
         augmented = AugmentedClips(clips["train"], config.augment_variants)
         started = time.perf_counter()
@@ -158,8 +180,9 @@ def window_probabilities(spotter: KeywordSpotter, windows, cache: DiskCache) -> 
     return torch.softmax(torch.cat(logits), dim=1).cpu().numpy()
 
 
-def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, threshold: float) -> list[dict]:
-    """Precision and recall of each spotter over all recordings (1-s windows, DEFAULT_HOP)."""
+def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, thresholds: list[float]) -> list[dict]:
+    """Precision and recall of each spotter over all recordings (1-s windows, DEFAULT_HOP),
+    at each threshold: ``[{threshold: {"precision": p, "recall": r}}]``."""
     cut = []
     for path, truth in long:
         starts, windows = cut_windows(decode(path), DEFAULT_HOP)
@@ -168,25 +191,33 @@ def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, thre
     clips = in_memory_clips(pcm, np.zeros(len(pcm), np.int64), spotters[0].config.class_names)
     scores = []
     for spotter in spotters:
-        probabilities, at, found, matched_p, matched_r, spoken = (
-            window_probabilities(spotter, clips, cache),
-            0,
-            0,
-            0,
-            0,
-            0,
-        )
-        for starts, _, truth in cut:
-            detections = spotter.detections(starts, probabilities[at : at + len(starts)], threshold)
-            at += len(starts)
-            precision, recall = precision_recall(detections, truth, set(spotter.keywords.values()))
-            keywords = sum(word in DEFAULT_KEYWORDS for word, _, _ in truth)
-            found, matched_p, spoken, matched_r = (
-                found + len(detections), matched_p + precision * len(detections), spoken + keywords,
-                matched_r + recall * keywords,
-            )  # fmt: skip
-        scores.append({"precision": matched_p / max(1, found), "recall": matched_r / max(1, spoken)})
+        probabilities = window_probabilities(spotter, clips, cache)
+        scores.append({})
+        for threshold in thresholds:
+            at = found = matched_p = spoken = matched_r = 0
+            for starts, _, truth in cut:
+                detections = spotter.detections(starts, probabilities[at : at + len(starts)], threshold)
+                at += len(starts)
+                precision, recall = precision_recall(detections, truth, set(spotter.keywords.values()))
+                keywords = sum(word in DEFAULT_KEYWORDS for word, _, _ in truth)
+                found, matched_p = found + len(detections), matched_p + precision * len(detections)
+                spoken, matched_r = spoken + keywords, matched_r + recall * keywords
+            scores[-1][threshold] = {"precision": matched_p / max(1, found), "recall": matched_r / max(1, spoken)}
     return scores
+
+
+def threshold_sweep(scores: list[dict]) -> dict:
+    """Mean precision, recall and F1 over the seeds' spotters, per threshold."""
+    sweep = {}
+    for threshold in scores[0]:
+        precision = statistics.mean(score[threshold]["precision"] for score in scores)
+        recall = statistics.mean(score[threshold]["recall"] for score in scores)
+        sweep[threshold] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall),
+        }
+    return sweep
 
 
 def before_detection(checkout: Path, run_dir: str, long: list) -> dict:
@@ -226,8 +257,9 @@ def main() -> None:
     parser.add_argument("--frames", default="50,100,200,1500")
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--speakers", type=int, default=100)
-    parser.add_argument("--recordings", type=int, default=5)
+    parser.add_argument("--recordings", type=int, default=10, help="per split: one per test speaker")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--sweep", action="store_true", help="also P/R at other thresholds, on validation speakers")
     parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--workdir", type=Path, default=None, help="data, store and runs (kept; default: a temp dir)")
@@ -247,8 +279,11 @@ def main() -> None:
         common["augment-variants"] = args.augment_variants
     out: dict = {"load": [os.getloadavg()[0]], "device": device, "contexts": {}, "before": {}}
     started = time.perf_counter()
-    data, long = make_data(work, args.speakers, args.recordings)
-    print(f"data: {data} and {len(long)} recordings ({time.perf_counter() - started:.0f} s)", flush=True)
+    data, long, validation = make_data(work, args.speakers, args.recordings)
+    print(
+        f"data: {data} and {len(long)} + {len(validation)} recordings ({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
     cache = DiskCache(work / "cache", int(200e9))
     values = default_values()
     values.pop("num-classes")
@@ -261,10 +296,12 @@ def main() -> None:
             for seed in seeds
         ]
         spotters = [KeywordSpotter.load(r["run"], device=device) for r in runs]
-        for r, score in zip(runs, detection(spotters, long, cache, args.threshold)):
-            r |= score
+        for r, score in zip(runs, detection(spotters, long, cache, [args.threshold])):
+            r |= score[args.threshold]
         context |= {"seeds": runs, "predict_windows_per_s": predict_speed(spotters[0], long[0][0])}
         context |= {key: summary(runs, key) for key in ("test", "precision", "recall")}
+        if args.sweep:
+            context["validation_sweep"] = threshold_sweep(detection(spotters, validation, cache, SWEEP))
         print_context(f"{frames} frames", context)
     if args.before:
         for frames in [int(f) for f in args.before_frames.split(",")]:
@@ -315,17 +352,23 @@ def small_data(work: Path, speakers: int, seeds: list[int], common: dict, before
     return result
 
 
+def _ms(seconds: float | None) -> str:
+    return "not timed (read from the store)" if seconds is None else f"{1000 * seconds:.1f} ms/clip"
+
+
 def print_context(name: str, context: dict) -> None:
     runs = context["seeds"]
     print(
         f"{name}: test {context['test']['mean']:.4f} (spread {context['test']['spread_pp']:.1f} pp), "
         f"precision {context['precision']['mean']:.3f} (min {context['precision']['min']:.3f}), "
         f"recall {context['recall']['mean']:.3f} (min {context['recall']['min']:.3f}); "
-        f"encoding {1000 * context['encode_s_per_clip']:.1f} ms/clip, {context['bytes_per_clip'] / 1e3:.0f} KB/clip; "
+        f"encoding {_ms(context['encode_s_per_clip'])}, {context['bytes_per_clip'] / 1e3:.0f} KB/clip; "
         f"predict {context['predict_windows_per_s']:.1f} windows/s; per seed: "
         + ", ".join(f"{r['test']:.4f} {r['precision']:.2f}/{r['recall']:.2f}" for r in runs),
         flush=True,
     )
+    for threshold, scores in context.get("validation_sweep", {}).items():
+        print(f"  validation speakers, threshold {threshold}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
 
 
 if __name__ == "__main__":

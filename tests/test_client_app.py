@@ -204,7 +204,8 @@ def test_a_message_encodes_only_the_clips_it_uses(
         client_app.train(instruction(config, server_round=2), context(config, 5, 1))
         client_app.evaluate(instruction(config, "evaluate"), context(config, 5, 1))
     encoded = [int(count) for count in re.findall(r"encoding (\d+) of \d+ clips", caplog.text)]
-    assert encoded == [len(held_out), len(train)]  # then everything is read from the store
+    # the training clips with their stored variants; then everything is read from the store
+    assert encoded == [len(held_out), (1 + config.augment_variants) * len(train)]
 
     forget_all()  # a new ClientApp process, on a node whose features are stored
     assert metrics(client_app.train(instruction(config, server_round=3), context(config, 5, 1)))["trained"] == 1

@@ -19,7 +19,7 @@ def defaults(**changes: object) -> dict[str, object]:
 
 def test_pyproject_defaults_are_valid_and_typed() -> None:
     config = RunConfig.from_mapping(defaults())
-    assert config.encoder_frames == 1500 and isinstance(config.encoder_frames, int)
+    assert config.encoder_frames == 50 and isinstance(config.encoder_frames, int)
     assert config.num_classes == 12
     assert config.class_names[-2:] == ["_silence_", "_unknown_"]
 

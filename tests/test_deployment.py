@@ -5,7 +5,8 @@ as node config `local-data`, exactly as on separate machines (README: "Run with 
 Deployment Engine"). Two federations:
 
 * insecure, two SuperNodes each inside a memory limit (a Raspberry Pi's 1.5 GiB at the
-  default 1500 frames, then 1 GiB at 50 frames), with the real Whisper weights when present;
+  reference's 1500 frames, then 1 GiB at the default 50 frames and its stored variants), with
+  the real Whisper weights when present;
 * TLS with SuperNode authentication and faults: two registered SuperNodes, of which one is
   killed mid-round, one with a wrong `local-data` path, and one whose key is unregistered.
 """
@@ -100,9 +101,10 @@ def message_times(log: str) -> list[tuple[str, float, float, float]]:
 
 @pytest.fixture(scope="module")
 def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two rounds at the default 1500 frames inside 1.5 GiB per SuperNode (each node also
-    fine-tuning a head of its own), then one at 50 frames inside 1 GiB with each node's own
-    classifier; with the real weights when present (a test-sized model otherwise)."""
+    """Two rounds at the reference's 1500 frames (no variants) inside 1.5 GiB per SuperNode
+    (each node also fine-tuning a head of its own), then one at the defaults (50 frames, 4
+    variants per clip) inside 1 GiB with each node's own classifier; with the real weights
+    when present (a test-sized model otherwise)."""
     model = REAL_WHISPER if (REAL_WHISPER / "model.safetensors").exists() else tiny_whisper
     work = tmp_path_factory.mktemp("deploy-limited")
     try:
@@ -121,7 +123,13 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
         full = deployment_config(
             work / "full",
             model,
-            **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "encoder-frames": 1500, "personalize": "finetune"},
+            **{
+                "num-server-rounds": 2,
+                "fraction-evaluate": 1.0,
+                "encoder-frames": 1500,
+                "augment-variants": 0,
+                "personalize": "finetune",
+            },
         )
         outcome["full"] = deployment.run(full, timeout=RUN_TIMEOUT)
         outcome["full-peaks"] = [node.memory.peak_bytes() for node in nodes]

@@ -218,9 +218,9 @@ def test_cli_writes_a_cheap_folder_and_names_the_federation_size(tmp_path: Path)
     assert len(_word_clips(out)) == 24
     (simulation,) = [line for line in result.stdout.splitlines() if line.startswith("simulation: ")]
     assert "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream" in simulation
-    assert f"--run-config \"dataset='{out}' encoder-frames=50 fraction-train=1.0" in simulation
+    assert f"--run-config \"dataset='{out}' fraction-train=1.0" in simulation
     assert simulation.endswith('--federation-config "num-supernodes=2"')
-    assert f"python centralized.py --dataset {out} --encoder-frames 50" in result.stdout
+    assert f"python centralized.py --dataset {out}\n" in result.stdout
 
 
 def test_hard_clips_hold_noise_and_words_placed_early_in_the_window(tmp_path: Path) -> None:
@@ -239,6 +239,21 @@ def test_hard_clips_hold_noise_and_words_placed_early_in_the_window(tmp_path: Pa
     assert 0.7 < noisy.mean() < 0.9  # noise in 80% of the recordings
     assert np.all(np.array(snrs)[noisy] > -1) and 5 < np.median(np.array(snrs)[noisy]) < 11  # noise varies in time
     assert np.median(starts) < (16000 - 4000) / 3  # trimmed: most words early in the window
+
+
+def test_a_hard_long_recording_keeps_one_speaker_level(tmp_path: Path) -> None:
+    """One session: every word within 3 dB of the speaker's level, where dataset clips are
+    levelled one by one (0.03-0.7 peak), so that a recording's SNR is the conditions' own."""
+    from tools.synthetic import HARD
+
+    said = {"words": ("yes", "no", "up"), "occurrences": 6, "seconds": 12.0, "seed": 3, "conditions": HARD}
+    truth = make_long_recording(tmp_path / "long.wav", **said)
+    dry = make_long_recording(tmp_path / "dry.wav", **said, noise=False)
+    audio, rate = sf.read(tmp_path / "dry.wav")
+    peaks = [np.abs(audio[round(start * rate) : round(end * rate)]).max() for _, start, end in dry]
+
+    assert dry == truth  # the noise is drawn apart from the words: the same words at the same times
+    assert 20 * np.log10(max(peaks) / min(peaks)) <= 6.0
 
 
 def test_the_cli_writes_a_long_recording_of_a_test_speaker_with_its_words_times(tmp_path: Path) -> None:

@@ -303,11 +303,11 @@ def reverberate(speech: np.ndarray, rt60: float, rng: np.random.Generator) -> np
 
 
 def record_word(
-    speech: np.ndarray, rt60: float, conditions: Conditions, rng: np.random.Generator, length: int
+    speech: np.ndarray, rt60: float, conditions: Conditions, rng: np.random.Generator, length: int, noisy: bool = True
 ) -> tuple[np.ndarray, int, int]:
     """``speech`` as recorded under ``conditions`` into ``length`` samples: in its room, at a
-    random level, at a random place, over noise at a random SNR (or a faint floor).
-    Returns the recording and where the dry word starts and ends in it."""
+    random level, at a random place, over noise at a random SNR (or a faint floor; neither
+    unless ``noisy``). Returns the recording and where the dry word starts and ends in it."""
     wet = reverberate(speech, rt60, rng)
     wet = wet * (rng.uniform(*conditions.peak) / max(np.abs(wet).max(), 1e-6))
     word = min(len(speech), length)
@@ -320,6 +320,8 @@ def record_word(
         offset = room // 2 + int(rng.integers(-jitter, jitter + 1))
     clip = np.zeros(length, np.float32)
     clip[offset : offset + len(wet)] = wet[: length - offset]
+    if not noisy:
+        return clip, offset, offset + word
     if rng.random() >= conditions.noise_share:
         clip += rng.normal(0.0, rng.uniform(0.0005, 0.004), length)
     else:
@@ -562,6 +564,13 @@ def make_long_recording(
     (level, room, place in its second, noise), and the clips lie at random times (so at
     any offset from a scanning window's) at least ``MIN_CLIP_GAP`` apart, over a faint
     background-noise bed of a random NOISE_KINDS kind unless ``noise`` is False.
+
+    Under conditions with background noise (``HARD``) the recording is one session, as a
+    real one is: the speaker keeps one level (each word within 3 dB of it) and one noise
+    runs through the whole recording (noise at an SNR of ``conditions.snr_db`` to the
+    words' mean power in ``noise_share`` of recordings, else a faint white floor as the
+    clips have), so that any 1-s window of it is noisy as a dataset clip is, rather than
+    clips with their own noise pasted over a bed.
     Returns the ground truth: (word, start_s, end_s) of each dry utterance, by time.
     """
     if not words or occurrences < 0 or distractor_occurrences < 0:
@@ -572,14 +581,20 @@ def make_long_recording(
     said += [distractors[i % len(distractors)] for i in range(distractor_occurrences if distractors else 0)]
     rng.shuffle(said)
     rt60 = room_of(speaker.speaker_id, seed, conditions)
-    recorded = [record_word(synthesize_word(speaker, word, rng), rt60, conditions, rng, CLIP_SAMPLES) for word in said]
+    one_session = conditions.noise_share > 0
+    recorded = [
+        record_word(synthesize_word(speaker, word, rng), rt60, conditions, rng, CLIP_SAMPLES, noisy=not one_session)
+        for word in said
+    ]
     total = int(seconds * SAMPLE_RATE)
     gap, edge = int(MIN_CLIP_GAP * SAMPLE_RATE), SAMPLE_RATE // 10
     free = total - 2 * edge - len(said) * CLIP_SAMPLES - gap * max(0, len(said) - 1)
     if free < 0:
         raise ValueError(f"{len(said)} words of 1 s, {MIN_CLIP_GAP} s apart, do not fit in {seconds} s")
     audio = np.zeros(total, dtype=np.float32)
-    if noise:
+    if one_session:
+        recorded, audio = _one_session(recorded, total, conditions, np.random.default_rng([seed, 1]), noise)
+    elif noise:
         bed = make_noise(str(rng.choice(list(NOISE_KINDS))), seconds, rng)[:total]
         audio[: len(bed)] = bed * (rng.uniform(0.005, 0.015) / max(float(np.sqrt(np.mean(bed**2))), 1e-9))
     # Sorted uniform draws split the free time into random pauses: no overlap by construction.
@@ -592,6 +607,32 @@ def make_long_recording(
         start += CLIP_SAMPLES + gap
     write_wav(path, np.clip(audio, -1.0, 1.0))
     return truth
+
+
+def _one_session(
+    recorded: list[tuple[np.ndarray, int, int]],
+    total: int,
+    conditions: Conditions,
+    rng: np.random.Generator,
+    noise: bool,
+) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
+    """Noise-free recorded words brought to one speaker level (each within 3 dB of it), and
+    ``total`` samples of the session's noise under them (silence unless ``noise``)."""
+    level = rng.uniform(*conditions.peak)
+    levelled = [
+        (clip * (level * 10 ** (rng.uniform(-3.0, 3.0) / 20) / max(float(np.abs(clip).max()), 1e-6)), start, end)
+        for clip, start, end in recorded
+    ]
+    if not noise:
+        return levelled, np.zeros(total, np.float32)
+    if rng.random() < conditions.noise_share:
+        speech_power = float(np.mean([np.mean(clip[start:end] ** 2) for clip, start, end in levelled]))
+        bed = make_noise(str(rng.choice(list(NOISE_KINDS))), total / SAMPLE_RATE + 0.01, rng)[:total]
+        snr = rng.uniform(*conditions.snr_db)
+        bed *= np.sqrt(speech_power / 10 ** (snr / 10) / max(float(np.mean(bed**2)), 1e-12))
+    else:
+        bed = rng.normal(0.0, rng.uniform(0.0005, 0.004), total)
+    return levelled, bed.astype(np.float32)
 
 
 # ------------------------------------------------------------------ disk
@@ -788,7 +829,6 @@ def write_long_recording(args: argparse.Namespace) -> None:
     print("  " + ", ".join(f"{row['word']} {row['start']:.2f}-{row['end']:.2f} s" for row in rows))
 
 
-QUICK_TRY = "encoder-frames=50"  # the 1-s context: ~30x cheaper than 30 s, as accurate on 1-s clips
 SIMULATION_SETTINGS = "fraction-train=1.0 fraction-evaluate=1.0 num-server-rounds=10 local-epochs=3 central-eval=true"
 
 
@@ -807,7 +847,7 @@ def _simulation_hint(dataset: Path) -> str:
     return (
         f"simulation: {nodes} SuperNodes (speakers-per-node={per_node}): "
         f"FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream "
-        f"--run-config \"dataset='{dataset}' {QUICK_TRY} {SIMULATION_SETTINGS}\" "
+        f"--run-config \"dataset='{dataset}' {SIMULATION_SETTINGS}\" "
         f'--federation-config "num-supernodes={nodes}"'
     )
 
@@ -857,7 +897,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             speakers = make_speakers(args.speakers, args.seed, options["conditions"])
             print("speakers: " + ", ".join(f"{s.speaker_id}={s.espeak_voice}" for s in speakers))
     print(_simulation_hint(out))
-    print(f"centralized: python centralized.py --dataset {out} --{QUICK_TRY.replace('=', ' ')}")
+    print(f"centralized: python centralized.py --dataset {out}")
     if not args.cheap:  # a recording of one of this dataset's test speakers, and the head's detections in it
         same = f"--speakers {args.speakers} --seed {args.seed}" + (" --hard" if args.hard else "")
         long = out.with_name(out.name + "_long.wav")

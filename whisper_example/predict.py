@@ -1,7 +1,7 @@
 """Which keywords are in these files? The command line of ``spotter.KeywordSpotter``.
 
     python -m whisper_example.predict RUN_FOLDER_OR_CHECKPOINT FILE [FILE ...]
-        [--top-k 3] [--json | --csv] [--hop 0.25] [--threshold 0.6] [--plot out.png]
+        [--top-k 3] [--json | --csv] [--hop 0.25] [--threshold 0.25] [--plot out.png]
 
 A file of at most 1.5 s is one clip: its top classes are printed. A longer recording is
 scanned for detections (see ``spotter``), optionally drawn. A checkpoint knows the settings

@@ -67,6 +67,26 @@ def test_the_head_learns_separable_classes_far_above_chance(tiny_whisper: Path, 
     assert trained.loss < untrained.loss
 
 
+def test_training_asks_cudnn_for_deterministic_algorithms_and_restores_its_settings(
+    tiny_whisper: Path, tmp_path: Path
+) -> None:
+    config = run_config(**{"model-name": str(tiny_whisper), "cache-dir": str(tmp_path), "keywords": "a,b"})
+    head = build_head(config, TINY_HIDDEN)
+    seen = []
+    head.register_forward_hook(lambda *_: seen.append(torch.backends.cudnn.deterministic))
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    train_head(
+        head,
+        features_of(tones(4, 4, seed=0), np.arange(16), config),
+        epochs=1,
+        learning_rate=1e-3,
+        batch_size=8,
+        seed=0,
+    )
+    assert seen and all(seen)  # what makes a GPU's convolutions repeatable (none on CPU)
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == before
+
+
 def test_metrics_come_from_the_confusion_matrix() -> None:
     confusion = torch.tensor([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # class 2 has no clip
     result = summarise(confusion, total_loss=6.0)

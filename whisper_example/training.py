@@ -102,7 +102,12 @@ def train_head(
     criterion = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING)
     anchor = [parameter.detach().clone() for parameter in head.parameters()] if proximal_mu > 0 else []
     cuda = [torch.device(device)] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=cuda):  # dropout draws from torch's own generator: seed it too
+    # Dropout draws from torch's own generator: seed it too. On a GPU, cuDNN would otherwise
+    # pick convolution algorithms by timing, some of which accumulate gradients in any order.
+    deterministic = torch.backends.cudnn.flags(
+        enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True
+    )
+    with torch.random.fork_rng(devices=cuda), deterministic:
         torch.manual_seed(seed)
         for epoch in range(1, epochs + 1):
             for group in adam.param_groups:

@@ -23,15 +23,13 @@ Each row is written to ``--json`` as it completes; rerun with the same ``--json`
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from tools.federation import generated_speech_run, run_in_process
+from tools.federation import add_model_and_store_arguments, generated_speech_run, run_in_process, scratch_outputs
 from whisper_example.config import MIN_NODES_FOR
 from whisper_example.partitions import count_partitions
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_SPEAKERS = 80
 UNBOUNDED = {"max-weight-ratio": 1e12, "max-update-ratio": 1e12, "min-update-cosine": -1.0}
 
@@ -122,11 +120,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--guard-off", action="store_true")
-    parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
-    parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")
+    add_model_and_store_arguments(parser)
     args = parser.parse_args()
-    args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench_attacks-cache-"))
-    outputs = Path(tempfile.mkdtemp(prefix="bench_attacks-"))
+    outputs = scratch_outputs(args, "bench_attacks")
     seeds = [int(seed) for seed in args.seeds.split(",")]
     cells = []
     for nodes in [int(n) for n in args.nodes.split(",")]:

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import LOCAL_WHISPER
 from tools.synthetic import (
     DEFAULT_KEYWORDS,
     HARD,
@@ -260,7 +261,7 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=10, help="per split: one per test speaker")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--sweep", action="store_true", help="also P/R at other thresholds, on validation speakers")
-    parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
+    parser.add_argument("--model-name", default=str(LOCAL_WHISPER))
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--workdir", type=Path, default=None, help="data, store and runs (kept; default: a temp dir)")
     parser.add_argument("--before", type=Path, help="another checkout of the app to measure the same way")

@@ -23,20 +23,24 @@ Each row is written to ``--json`` as it completes; rerun with the same ``--json`
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from preprocess import save_clips
-from tools.federation import InProcessGrid, generated_speech_run, run_in_process
+from tools.federation import (
+    InProcessGrid,
+    add_model_and_store_arguments,
+    generated_speech_run,
+    run_in_process,
+    scratch_outputs,
+)
 from whisper_example.config import RunConfig
 from whisper_example.node_data import node_clips
 from whisper_example.partitions import count_partitions
 from whisper_example.personal import KEPT
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_SPEAKERS = 80
 
 
@@ -141,11 +145,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--partial", type=int, default=5, help="nodes that hold only half of the keywords")
-    parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
-    parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")
+    add_model_and_store_arguments(parser)
     args = parser.parse_args()
-    args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench_personal-cache-"))
-    outputs = Path(tempfile.mkdtemp(prefix="bench_personal-"))
+    outputs = scratch_outputs(args, "bench_personal")
     rows = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
     done = {(row["mode"], row["seed"]) for row in rows}
     for seed in [int(seed) for seed in args.seeds.split(",")]:

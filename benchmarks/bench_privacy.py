@@ -19,14 +19,11 @@ Each row is written to ``--json`` as it completes; rerun with the same ``--json`
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
-from tools.federation import generated_speech_run, run_in_process
+from tools.federation import add_model_and_store_arguments, generated_speech_run, run_in_process, scratch_outputs
 from whisper_example.partitions import count_partitions
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def federated(data: Path, work: Path, noise: float, clipping: str, seed: int, args) -> dict:
@@ -89,11 +86,9 @@ def main() -> None:
     parser.add_argument("--clipping-norm", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seeds", default="1")
-    parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
-    parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")
+    add_model_and_store_arguments(parser)
     args = parser.parse_args()
-    args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench_privacy-cache-"))
-    outputs = Path(tempfile.mkdtemp(prefix="bench_privacy-"))
+    outputs = scratch_outputs(args, "bench_privacy")
     cells = [(0.0, "off")]  # the same run without dp, for reference
     cells += [(float(noise), "fixed") for noise in args.noise.split(",")]
     cells += [(args.adaptive, "adaptive")] if args.adaptive >= 0 else []

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import LOCAL_WHISPER
 from tools.harness import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted, run_simulation
 from whisper_example.config import default_values
 from whisper_example.partitions import count_partitions
@@ -28,7 +29,7 @@ SETTINGS = {"flower's own ray": None, "cluster of 1 node x 2 CPUs": (2, 0), "clu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
+    parser.add_argument("--model-name", default=str(LOCAL_WHISPER))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -42,8 +42,10 @@ import tomllib
 import uuid
 from pathlib import Path
 
+from benchmarks import LOCAL_WHISPER
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO.parent / "shared" / "models" / "whisper-tiny.en"
+DEFAULT_MODEL = LOCAL_WHISPER
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "zero", "marvin")
 HIDDEN = 384
 STAND_IN_CONFIG = {  # Whisper-tiny's shape: all that whisper_config() and Encoder read

@@ -39,6 +39,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from benchmarks import LOCAL_WHISPER
 from tools.harness import Deployment, all_processes
 from tools.synthetic import SPOKEN_WORDS, make_speech_commands_disk, make_speech_commands_folder
 from whisper_example.config import DEFAULT_KEYWORDS
@@ -164,7 +165,7 @@ def measure(app: Path, work: Path, model: str, frames: int, size: int, rounds: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--app", type=Path, default=REPO, help="the app checkout to measure (default: this one)")
-    parser.add_argument("--model-name", default=str(REPO.parent / "shared" / "models" / "whisper-tiny.en"))
+    parser.add_argument("--model-name", default=str(LOCAL_WHISPER))
     parser.add_argument("--frames", default="1500,50")
     parser.add_argument("--sizes", default="200,550")
     parser.add_argument("--rounds", type=int, default=2)

@@ -8,9 +8,11 @@ into an attack (``ATTACKS``, ``TRAINING_ATTACKS``); ``hostile_train`` is what a 
 ClientApp answers (``tests/test_simulation.py`` runs one under ``flwr run``).
 """
 
+import argparse
 import copy
 import dataclasses
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -174,3 +176,17 @@ def run_in_process(
     server_app.main(grid, server_context(values))
     (results_file,) = Path(values["output-dir"]).glob("*/*/results.json")
     return json.loads(results_file.read_text()), grid
+
+
+def add_model_and_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model-name and --cache-dir, as every in-process benchmark takes them."""
+    from benchmarks import LOCAL_WHISPER
+
+    parser.add_argument("--model-name", default=str(LOCAL_WHISPER))
+    parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")
+
+
+def scratch_outputs(args: argparse.Namespace, name: str) -> Path:
+    """A temp folder for the runs' outputs; a temp feature store too unless --cache-dir named one."""
+    args.cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix=f"{name}-cache-"))
+    return Path(tempfile.mkdtemp(prefix=f"{name}-"))

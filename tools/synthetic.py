@@ -302,6 +302,9 @@ def reverberate(speech: np.ndarray, rt60: float, rng: np.random.Generator) -> np
     return fftconvolve(speech, tail)[: len(speech) + length].astype(np.float32)
 
 
+FLOOR_RMS = (0.0005, 0.004)  # the faint white floor of a recording without background noise
+
+
 def record_word(
     speech: np.ndarray, rt60: float, conditions: Conditions, rng: np.random.Generator, length: int, noisy: bool = True
 ) -> tuple[np.ndarray, int, int]:
@@ -323,7 +326,7 @@ def record_word(
     if not noisy:
         return clip, offset, offset + word
     if rng.random() >= conditions.noise_share:
-        clip += rng.normal(0.0, rng.uniform(0.0005, 0.004), length)
+        clip += rng.normal(0.0, rng.uniform(*FLOOR_RMS), length)
     else:
         power = float(np.mean(wet[:word] ** 2))
         noise = make_noise(str(rng.choice(list(NOISE_KINDS))), length / SAMPLE_RATE + 0.01, rng)[:length]
@@ -631,7 +634,7 @@ def _one_session(
         snr = rng.uniform(*conditions.snr_db)
         bed *= np.sqrt(speech_power / 10 ** (snr / 10) / max(float(np.mean(bed**2)), 1e-12))
     else:
-        bed = rng.normal(0.0, rng.uniform(0.0005, 0.004), total)
+        bed = rng.normal(0.0, rng.uniform(*FLOOR_RMS), total)
     return levelled, bed.astype(np.float32)
 
 

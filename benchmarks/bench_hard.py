@@ -34,6 +34,7 @@ README's quick try with N generated speakers (``tools/synthetic.py --speakers N`
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -50,14 +51,20 @@ import torch
 from benchmarks import LOCAL_WHISPER
 from tools.synthetic import (
     DEFAULT_KEYWORDS,
+    FLOOR_RMS,
     HARD,
     HARD_WORDS,
+    NOISE_KINDS,
+    Speaker,
     assign_speaker_splits,
     make_long_recording,
+    make_noise,
     make_speakers,
     make_speech_commands_folder,
+    record_word,
+    synthesize_word,
 )
-from whisper_example.audio import decode, to_pcm16
+from whisper_example.audio import CLIP_SAMPLES, decode, to_pcm16
 from whisper_example.cache import DiskCache
 from whisper_example.clips import in_memory_clips
 from whisper_example.config import default_values
@@ -71,6 +78,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_SEED = 7
 CLIPS_PER_WORD = 2
 RECORDING_SECONDS, RECORDING_KEYWORDS, RECORDING_DIGITS = 60.0, 20, 10
+CONDITION_CLIPS = 4  # clips of each keyword per test recording's conditions
 SWEEP = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6]  # thresholds --sweep tries on validation speakers
 
 
@@ -98,20 +106,27 @@ def make_data(work: Path, speakers: int, recordings: int) -> tuple[Path, list[tu
 
 
 def long_recordings(folder: Path, voices: list, splits: dict, split: str, count: int, seed: int) -> list:
-    """``count`` 60-s recordings, each by the next speaker of ``split``, with their truth."""
+    """``count`` 60-s recordings, each by the next speaker of ``split``: (path, truth,
+    conditions: the speaker's rate and pitch, the room, the noise and its SNR)."""
     speakers = [voice for voice in voices if splits[voice.speaker_id] == split]
     long = []
     for index in range(count):
         path = folder / f"long_{index}.wav"
-        if not path.with_suffix(".json").exists():
+        described = path.with_suffix(".conditions.json")
+        if not described.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            truth = make_long_recording(
+            made = make_long_recording(
                 path, words=DEFAULT_KEYWORDS, occurrences=RECORDING_KEYWORDS, seconds=RECORDING_SECONDS,
                 speaker=speakers[index % len(speakers)], seed=seed + index, conditions=HARD,
                 distractors=HARD_WORDS[len(DEFAULT_KEYWORDS):], distractor_occurrences=RECORDING_DIGITS,
             )  # fmt: skip
-            path.with_suffix(".json").write_text(json.dumps(truth))
-        long.append((path, [tuple(row) for row in json.loads(path.with_suffix(".json").read_text())]))
+            path.with_suffix(".json").write_text(json.dumps(made.truth))
+            voice = {"speaker": made.speaker.speaker_id, "voice": made.speaker.voice, "variant": made.speaker.variant}
+            voice |= {"pitch": made.speaker.pitch, "words_per_min": made.speaker.speed}
+            room = {"rt60_s": made.rt60_s, "noise": made.noise, "snr_db": made.snr_db}
+            described.write_text(json.dumps(voice | room))
+        truth = [tuple(row) for row in json.loads(path.with_suffix(".json").read_text())]
+        long.append((path, truth, json.loads(described.read_text())))
     return long
 
 
@@ -151,16 +166,17 @@ def fill_store(config_values: dict, device: str) -> dict:
     config = RunConfig.from_mapping(config_values)
     encoder, cache = Encoder(config, device), DiskCache.of(config)
     clips = {split: prepare_split(config, split, progress=False) for split in SPLITS}
-    count, encoded = sum(map(len, clips.values())), []
+    said: list[str] = []
     started = time.perf_counter()
     for split in SPLITS:
-        clip_features(clips[split], np.arange(len(clips[split])), encoder, cache, report=encoded.append)
+        clip_features(clips[split], np.arange(len(clips[split])), encoder, cache, report=said.append)
     seconds = time.perf_counter() - started
-    # features an earlier run stored are read, not encoded: no encoding time to report then
-    timed = all(line.startswith(f"encoding {len(clips[split])} of") for line, split in zip(encoded, SPLITS))
+    # Features an earlier run stored are read, not encoded, and identical clips are encoded
+    # once: the time is per clip the store says it encoded (none: no time to report).
+    encoded = sum(int(match[1]) for line in said if (match := re.match(r"encoding (\d+) of ", line)))
     figures = {
-        "clips": count,
-        "encode_s_per_clip": seconds / count if timed and len(encoded) == len(SPLITS) else None,
+        "clips": sum(map(len, clips.values())),
+        "encode_s_per_clip": seconds / encoded if encoded else None,
         "bytes_per_clip": config.encoder_frames * 384 * 2,
     }
     if config.augment_variants:
@@ -183,9 +199,10 @@ def window_probabilities(spotter: KeywordSpotter, windows, cache: DiskCache) -> 
 
 def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, thresholds: list[float]) -> list[dict]:
     """Precision and recall of each spotter over all recordings (1-s windows, DEFAULT_HOP),
-    at each threshold: ``[{threshold: {"precision": p, "recall": r}}]``."""
+    at each threshold, and of each recording: ``[{threshold: {"precision": p, "recall": r,
+    "recordings": [[p, r], ...]}}]``."""
     cut = []
-    for path, truth in long:
+    for path, truth, _ in long:
         starts, windows = cut_windows(decode(path), DEFAULT_HOP)
         cut.append((starts / 16000, windows(np.arange(len(starts))), truth))
     pcm = to_pcm16(np.concatenate([windows for _, windows, _ in cut]))
@@ -196,6 +213,7 @@ def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, thre
         scores.append({})
         for threshold in thresholds:
             at = found = matched_p = spoken = matched_r = 0
+            each = []
             for starts, _, truth in cut:
                 detections = spotter.detections(starts, probabilities[at : at + len(starts)], threshold)
                 at += len(starts)
@@ -203,7 +221,12 @@ def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, thre
                 keywords = sum(word in DEFAULT_KEYWORDS for word, _, _ in truth)
                 found, matched_p = found + len(detections), matched_p + precision * len(detections)
                 spoken, matched_r = spoken + keywords, matched_r + recall * keywords
-            scores[-1][threshold] = {"precision": matched_p / max(1, found), "recall": matched_r / max(1, spoken)}
+                each.append([precision, recall])
+            scores[-1][threshold] = {
+                "precision": matched_p / max(1, found),
+                "recall": matched_r / max(1, spoken),
+                "recordings": each,
+            }
     return scores
 
 
@@ -223,10 +246,10 @@ def threshold_sweep(scores: list[dict]) -> dict:
 
 def before_detection(checkout: Path, run_dir: str, long: list) -> dict:
     """Precision and recall of another checkout's ``predict`` CLI (its own defaults) on the recordings."""
-    files = [str(path) for path, _ in long]
+    files = [str(path) for path, _, _ in long]
     results = json.loads(run(["-m", "whisper_example.predict", run_dir, *files, "--json"], checkout))
     found = matched_p = spoken = matched_r = 0
-    for result, (_, truth) in zip(results, long):
+    for result, (_, truth, _) in zip(results, long):
         detections = [types.SimpleNamespace(**d) for d in result["detections"]]
         precision, recall = precision_recall(detections, truth, set(DEFAULT_KEYWORDS))
         keywords = sum(word in DEFAULT_KEYWORDS for word, _, _ in truth)
@@ -235,8 +258,51 @@ def before_detection(checkout: Path, run_dir: str, long: list) -> dict:
     return {"precision": matched_p / max(1, found), "recall": matched_r / max(1, spoken)}
 
 
+def by_recording(runs: list[dict], spotters: list[KeywordSpotter], long: list) -> list[dict]:
+    """Each test recording's conditions with each seed's precision and recall on it, and the
+    accuracy of each seed's head on 1-s clips of the same speaker, room and noise: where a
+    recording's detections fail, do its words already fail as clips?"""
+    rows = []
+    for index, (path, _, conditions) in enumerate(long):
+        scores = np.array([r["recordings"][index] for r in runs])
+        clips, words = clips_in_conditions(conditions, seed=index)
+        truth = np.array([spotters[0].config.class_names.index(word) for word in words])
+        accuracy = [
+            float(np.mean(spotter.probabilities(clips.__getitem__, len(clips)).argmax(axis=1) == truth))
+            for spotter in spotters
+        ]
+        rows.append({"recording": path.name} | conditions | {"precision": scores[:, 0].tolist()})
+        rows[-1] |= {"recall": scores[:, 1].tolist(), "clip_accuracy": accuracy}
+    return rows
+
+
+def clips_in_conditions(conditions: dict, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Each keyword said CONDITION_CLIPS times by a recording's speaker as 1-s clips, as the
+    dataset makes them (random level and place in the window), in the recording's room and
+    noise: its kind at its SNR under each word, or the faint floor."""
+    rng = np.random.default_rng(seed)
+    fields = {key: conditions[key] for key in ("voice", "variant", "pitch")}
+    speaker = Speaker(**fields, speed=conditions["words_per_min"])
+    clips, words = [], []
+    for word in DEFAULT_KEYWORDS * CONDITION_CLIPS:
+        speech = synthesize_word(speaker, word, rng)
+        clip, start, end = record_word(speech, conditions["rt60_s"], HARD, rng, CLIP_SAMPLES, noisy=False)
+        if conditions["noise"] in NOISE_KINDS:
+            noise = make_noise(conditions["noise"], 1.01, rng)[:CLIP_SAMPLES]
+            power = float(np.mean(clip[start:end] ** 2)) / 10 ** (conditions["snr_db"] / 10)
+            clip = clip + noise * np.sqrt(power / max(float(np.mean(noise**2)), 1e-12))
+        elif conditions["noise"] == "floor":
+            clip = clip + rng.normal(0.0, rng.uniform(*FLOOR_RMS), CLIP_SAMPLES)
+        clips.append(np.clip(clip, -1.0, 1.0).astype(np.float32))
+        words.append(word)
+    return np.stack(clips), words
+
+
 def predict_speed(spotter: KeywordSpotter, path: Path) -> float:
+    """Windows per second of a scan of ``path``, the model already loaded (a first short scan
+    loads it: that is a one-off cost of every process, not of the scan)."""
     audio = decode(path)
+    spotter.scan(audio[:CLIP_SAMPLES], DEFAULT_HOP)
     started = time.perf_counter()
     starts, _ = spotter.scan(audio, DEFAULT_HOP)
     return len(starts) / (time.perf_counter() - started)
@@ -301,6 +367,7 @@ def main() -> None:
             r |= score[args.threshold]
         context |= {"seeds": runs, "predict_windows_per_s": predict_speed(spotters[0], long[0][0])}
         context |= {key: summary(runs, key) for key in ("test", "precision", "recall")}
+        context["recordings"] = by_recording(runs, spotters, long)
         if args.sweep:
             context["validation_sweep"] = threshold_sweep(detection(spotters, validation, cache, SWEEP))
         print_context(f"{frames} frames", context)
@@ -368,6 +435,15 @@ def print_context(name: str, context: dict) -> None:
         + ", ".join(f"{r['test']:.4f} {r['precision']:.2f}/{r['recall']:.2f}" for r in runs),
         flush=True,
     )
+    print("  by test recording: precision/recall; accuracy on clips in its conditions (means over seeds):")
+    for row in context["recordings"]:
+        snr = "" if row["snr_db"] is None else f" at {row['snr_db']:.1f} dB"
+        print(
+            f"    {row['recording']}: {row['words_per_min']} words/min, pitch {row['pitch']}, "
+            f"RT60 {row['rt60_s']:.2f} s, {row['noise']}{snr}: "
+            f"{statistics.mean(row['precision']):.2f}/{statistics.mean(row['recall']):.2f}; "
+            f"clips {statistics.mean(row['clip_accuracy']):.2f}"
+        )
     for threshold, scores in context.get("validation_sweep", {}).items():
         print(f"  validation speakers, threshold {threshold}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
 

@@ -56,7 +56,7 @@ def cheap_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def long_recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, float, float]]]:
     path = tmp_path_factory.mktemp("long") / "long.wav"
-    return path, make_long_recording(path, words=("yes", "no"), occurrences=4, seconds=8.0, seed=2)
+    return path, make_long_recording(path, words=("yes", "no"), occurrences=4, seconds=8.0, seed=2).truth
 
 
 def _speaker(relpath: str) -> str:
@@ -247,13 +247,30 @@ def test_a_hard_long_recording_keeps_one_speaker_level(tmp_path: Path) -> None:
     from tools.synthetic import HARD
 
     said = {"words": ("yes", "no", "up"), "occurrences": 6, "seconds": 12.0, "seed": 3, "conditions": HARD}
-    truth = make_long_recording(tmp_path / "long.wav", **said)
-    dry = make_long_recording(tmp_path / "dry.wav", **said, noise=False)
+    truth = make_long_recording(tmp_path / "long.wav", **said).truth
+    dry = make_long_recording(tmp_path / "dry.wav", **said, noise=False).truth
     audio, rate = sf.read(tmp_path / "dry.wav")
     peaks = [np.abs(audio[round(start * rate) : round(end * rate)]).max() for _, start, end in dry]
 
     assert dry == truth  # the noise is drawn apart from the words: the same words at the same times
     assert 20 * np.log10(max(peaks) / min(peaks)) <= 6.0
+
+
+def test_a_hard_long_recording_reports_the_room_and_the_noise_it_has(tmp_path: Path) -> None:
+    """The conditions a recording returns are the ones in its audio: its noise (the recording
+    less the same one without noise) lies ``snr_db`` under the words' mean power."""
+    from tools.synthetic import HARD, NOISE_KINDS, room_of
+
+    said = {"words": ("yes", "no", "up"), "occurrences": 6, "seconds": 12.0, "seed": 4, "conditions": HARD}
+    noisy = make_long_recording(tmp_path / "long.wav", **said)
+    dry = make_long_recording(tmp_path / "dry.wav", **said, noise=False)
+    audio, rate = sf.read(tmp_path / "long.wav")
+    words, _ = sf.read(tmp_path / "dry.wav")
+    speech = np.mean([np.mean(words[round(start * rate) : round(end * rate)] ** 2) for _, start, end in noisy.truth])
+
+    assert noisy.noise in NOISE_KINDS and dry.noise == "none" and dry.snr_db is None
+    assert noisy.rt60_s == room_of(noisy.speaker.speaker_id, 4, HARD)
+    assert abs(10 * np.log10(speech / np.mean((audio - words) ** 2)) - noisy.snr_db) < 0.5
 
 
 def test_the_cli_writes_a_long_recording_of_a_test_speaker_with_its_words_times(tmp_path: Path) -> None:

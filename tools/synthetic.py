@@ -545,6 +545,17 @@ def make_speech_commands_folder(
 MIN_CLIP_GAP = 0.1  # seconds between the recorded 1-s clips that make a long recording
 
 
+@dataclass(frozen=True)
+class LongRecording:
+    """What a long recording holds: its words and the conditions it was recorded in."""
+
+    truth: list[tuple[str, float, float]]  # (word, start_s, end_s) of each dry utterance, by time
+    speaker: Speaker
+    rt60_s: float  # the room's reverberation time; 0 for a dry room
+    noise: str  # a NOISE_KINDS kind, "floor" (a faint white floor) or "none"
+    snr_db: float | None  # the noise's level under the words' mean power; None for a floor or none
+
+
 def make_long_recording(
     path: Path,
     *,
@@ -557,7 +568,7 @@ def make_long_recording(
     conditions: Conditions = EASY,
     distractors: Sequence[str] = (),
     distractor_occurrences: int = 0,
-) -> list[tuple[str, float, float]]:
+) -> LongRecording:
     """Write a 16 kHz mono WAV with ``occurrences`` spoken ``words`` at random times.
 
     The words take turns (each is said when ``occurrences >= len(words)``) in a seeded
@@ -574,7 +585,7 @@ def make_long_recording(
     words' mean power in ``noise_share`` of recordings, else a faint white floor as the
     clips have), so that any 1-s window of it is noisy as a dataset clip is, rather than
     clips with their own noise pasted over a bed.
-    Returns the ground truth: (word, start_s, end_s) of each dry utterance, by time.
+    Returns the ground truth with the speaker, room and noise (``LongRecording``).
     """
     if not words or occurrences < 0 or distractor_occurrences < 0:
         raise ValueError("need at least one word and occurrences >= 0")
@@ -595,10 +606,12 @@ def make_long_recording(
     if free < 0:
         raise ValueError(f"{len(said)} words of 1 s, {MIN_CLIP_GAP} s apart, do not fit in {seconds} s")
     audio = np.zeros(total, dtype=np.float32)
+    kind, snr = ("none", None)
     if one_session:
-        recorded, audio = _one_session(recorded, total, conditions, np.random.default_rng([seed, 1]), noise)
+        recorded, audio, kind, snr = _one_session(recorded, total, conditions, np.random.default_rng([seed, 1]), noise)
     elif noise:
-        bed = make_noise(str(rng.choice(list(NOISE_KINDS))), seconds, rng)[:total]
+        kind = str(rng.choice(list(NOISE_KINDS)))
+        bed = make_noise(kind, seconds, rng)[:total]
         audio[: len(bed)] = bed * (rng.uniform(0.005, 0.015) / max(float(np.sqrt(np.mean(bed**2))), 1e-9))
     # Sorted uniform draws split the free time into random pauses: no overlap by construction.
     slack = np.sort(rng.integers(0, free + 1, len(said)))
@@ -609,7 +622,7 @@ def make_long_recording(
         truth.append((word, (at + word_start) / SAMPLE_RATE, (at + word_end) / SAMPLE_RATE))
         start += CLIP_SAMPLES + gap
     write_wav(path, np.clip(audio, -1.0, 1.0))
-    return truth
+    return LongRecording(truth, speaker, rt60, kind, snr)
 
 
 def _one_session(
@@ -618,24 +631,25 @@ def _one_session(
     conditions: Conditions,
     rng: np.random.Generator,
     noise: bool,
-) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
+) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray, str, float | None]:
     """Noise-free recorded words brought to one speaker level (each within 3 dB of it), and
-    ``total`` samples of the session's noise under them (silence unless ``noise``)."""
+    ``total`` samples of the session's noise under them (silence unless ``noise``), with
+    the noise's kind and SNR (dB; None for the faint floor)."""
     level = rng.uniform(*conditions.peak)
     levelled = [
         (clip * (level * 10 ** (rng.uniform(-3.0, 3.0) / 20) / max(float(np.abs(clip).max()), 1e-6)), start, end)
         for clip, start, end in recorded
     ]
     if not noise:
-        return levelled, np.zeros(total, np.float32)
+        return levelled, np.zeros(total, np.float32), "none", None
     if rng.random() < conditions.noise_share:
         speech_power = float(np.mean([np.mean(clip[start:end] ** 2) for clip, start, end in levelled]))
-        bed = make_noise(str(rng.choice(list(NOISE_KINDS))), total / SAMPLE_RATE + 0.01, rng)[:total]
-        snr = rng.uniform(*conditions.snr_db)
+        kind = str(rng.choice(list(NOISE_KINDS)))
+        bed = make_noise(kind, total / SAMPLE_RATE + 0.01, rng)[:total]
+        snr = float(rng.uniform(*conditions.snr_db))
         bed *= np.sqrt(speech_power / 10 ** (snr / 10) / max(float(np.mean(bed**2)), 1e-12))
-    else:
-        bed = rng.normal(0.0, rng.uniform(*FLOOR_RMS), total)
-    return levelled, bed.astype(np.float32)
+        return levelled, bed.astype(np.float32), kind, snr
+    return levelled, rng.normal(0.0, rng.uniform(*FLOOR_RMS), total).astype(np.float32), "floor", None
 
 
 # ------------------------------------------------------------------ disk
@@ -825,7 +839,7 @@ def write_long_recording(args: argparse.Namespace) -> None:
     truth = make_long_recording(
         path, words=keywords, occurrences=args.occurrences, seconds=args.seconds, speaker=speaker, seed=args.seed,
         conditions=conditions, distractors=distractors, distractor_occurrences=others,
-    )  # fmt: skip
+    ).truth  # fmt: skip
     rows = [{"word": word, "start": round(start, 3), "end": round(end, 3)} for word, start, end in truth]
     path.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {path} ({args.seconds:g} s, speaker {speaker.speaker_id}) and {path.with_suffix('.json')}:")

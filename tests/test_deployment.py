@@ -134,8 +134,8 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
         outcome["full"] = deployment.run(full, timeout=RUN_TIMEOUT)
         outcome["full-peaks"] = [node.memory.peak_bytes() for node in nodes]
         for node in nodes:
+            (node.memory.path / "memory.limit_in_bytes").write_text(str(GIB))  # reclaims down to it
             (node.memory.path / "memory.max_usage_in_bytes").write_text("0")  # restart the peak
-            (node.memory.path / "memory.limit_in_bytes").write_text(str(GIB))
         short = deployment_config(
             work / "short",
             model,
@@ -161,8 +161,10 @@ def test_two_supernodes_train_and_evaluate_every_round_inside_a_pi_sized_memory_
         )
         assert entry["train"]["num-examples"] == sum(train_sizes(partitions[:2]))
         assert all(math.isfinite(value) for value in entry["federated-evaluation"].values())
+    # Fitting is the kernel's verdict: past its limit a group's process is OOM-killed. The
+    # peaks are printed, not bounded: they count page cache too (the store, the weights), which
+    # may fill the limit and is then reclaimed (the README's deployment table shows both).
     assert limited["oom-kills"] == [0, 0]
-    assert max(limited["full-peaks"]) < 1.5 * GIB and max(limited["short-peaks"]) < GIB
     print(
         f"\n[deployment] model {limited['model'].name}: peak memory per SuperNode (with its ClientApps) "
         f"{[f'{p / 2**20:.0f} MiB' for p in limited['full-peaks']]} at 1500 frames, "

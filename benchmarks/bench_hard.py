@@ -51,12 +51,13 @@ import torch
 from benchmarks import LOCAL_WHISPER
 from tools.synthetic import (
     DEFAULT_KEYWORDS,
-    FLOOR_RMS,
     HARD,
     HARD_WORDS,
     NOISE_KINDS,
     Speaker,
     assign_speaker_splits,
+    at_snr,
+    faint_floor,
     make_long_recording,
     make_noise,
     make_speakers,
@@ -189,9 +190,10 @@ def fill_store(config_values: dict, device: str) -> dict:
     return figures
 
 
-def window_probabilities(spotter: KeywordSpotter, windows, cache: DiskCache) -> np.ndarray:
-    """The head's class probabilities of stored window features (encoded once, all seeds)."""
-    features = clip_features(windows, np.arange(len(windows)), spotter.encoder, cache, report=lambda line: None)
+def stored_probabilities(spotter: KeywordSpotter, clips, cache: DiskCache) -> np.ndarray:
+    """The head's class probabilities of 1-s clips, their features read from the store
+    (encoded there once, for every seed's head)."""
+    features = clip_features(clips, np.arange(len(clips)), spotter.encoder, cache, report=lambda line: None)
     with torch.inference_mode():
         logits = [spotter.head(batch) for batch, _ in features.batches(np.arange(len(features)), 256)]
     return torch.softmax(torch.cat(logits), dim=1).cpu().numpy()
@@ -209,7 +211,7 @@ def detection(spotters: list[KeywordSpotter], long: list, cache: DiskCache, thre
     clips = in_memory_clips(pcm, np.zeros(len(pcm), np.int64), spotters[0].config.class_names)
     scores = []
     for spotter in spotters:
-        probabilities = window_probabilities(spotter, clips, cache)
+        probabilities = stored_probabilities(spotter, clips, cache)
         scores.append({})
         for threshold in thresholds:
             at = found = matched_p = spoken = matched_r = 0
@@ -258,7 +260,7 @@ def before_detection(checkout: Path, run_dir: str, long: list) -> dict:
     return {"precision": matched_p / max(1, found), "recall": matched_r / max(1, spoken)}
 
 
-def by_recording(runs: list[dict], spotters: list[KeywordSpotter], long: list) -> list[dict]:
+def by_recording(runs: list[dict], spotters: list[KeywordSpotter], long: list, cache: DiskCache) -> list[dict]:
     """Each test recording's conditions with each seed's precision and recall on it, and the
     accuracy of each seed's head on 1-s clips of the same speaker, room and noise: where a
     recording's detections fail, do its words already fail as clips?"""
@@ -266,11 +268,11 @@ def by_recording(runs: list[dict], spotters: list[KeywordSpotter], long: list) -
     for index, (path, _, conditions) in enumerate(long):
         scores = np.array([r["recordings"][index] for r in runs])
         clips, words = clips_in_conditions(conditions, seed=index)
-        truth = np.array([spotters[0].config.class_names.index(word) for word in words])
-        accuracy = [
-            float(np.mean(spotter.probabilities(clips.__getitem__, len(clips)).argmax(axis=1) == truth))
-            for spotter in spotters
-        ]
+        names = spotters[0].config.class_names
+        truth = np.array([names.index(word) for word in words])
+        # 16-bit, as the dataset's clips are; encoded once, for all seeds' heads
+        clips = in_memory_clips(to_pcm16(clips), truth, names)
+        accuracy = [float(np.mean(stored_probabilities(s, clips, cache).argmax(axis=1) == truth)) for s in spotters]
         rows.append({"recording": path.name} | conditions | {"precision": scores[:, 0].tolist()})
         rows[-1] |= {"recall": scores[:, 1].tolist(), "clip_accuracy": accuracy}
     return rows
@@ -289,10 +291,9 @@ def clips_in_conditions(conditions: dict, seed: int) -> tuple[np.ndarray, list[s
         clip, start, end = record_word(speech, conditions["rt60_s"], HARD, rng, CLIP_SAMPLES, noisy=False)
         if conditions["noise"] in NOISE_KINDS:
             noise = make_noise(conditions["noise"], 1.01, rng)[:CLIP_SAMPLES]
-            power = float(np.mean(clip[start:end] ** 2)) / 10 ** (conditions["snr_db"] / 10)
-            clip = clip + noise * np.sqrt(power / max(float(np.mean(noise**2)), 1e-12))
+            clip = clip + at_snr(noise, float(np.mean(clip[start:end] ** 2)), conditions["snr_db"])
         elif conditions["noise"] == "floor":
-            clip = clip + rng.normal(0.0, rng.uniform(*FLOOR_RMS), CLIP_SAMPLES)
+            clip = clip + faint_floor(CLIP_SAMPLES, rng)
         clips.append(np.clip(clip, -1.0, 1.0).astype(np.float32))
         words.append(word)
     return np.stack(clips), words
@@ -367,7 +368,7 @@ def main() -> None:
             r |= score[args.threshold]
         context |= {"seeds": runs, "predict_windows_per_s": predict_speed(spotters[0], long[0][0])}
         context |= {key: summary(runs, key) for key in ("test", "precision", "recall")}
-        context["recordings"] = by_recording(runs, spotters, long)
+        context["recordings"] = by_recording(runs, spotters, long, cache)
         if args.sweep:
             context["validation_sweep"] = threshold_sweep(detection(spotters, validation, cache, SWEEP))
         print_context(f"{frames} frames", context)

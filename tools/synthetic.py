@@ -305,6 +305,16 @@ def reverberate(speech: np.ndarray, rt60: float, rng: np.random.Generator) -> np
 FLOOR_RMS = (0.0005, 0.004)  # the faint white floor of a recording without background noise
 
 
+def faint_floor(length: int, rng: np.random.Generator) -> np.ndarray:
+    """``length`` samples of the faint white floor a recording has without background noise."""
+    return rng.normal(0.0, rng.uniform(*FLOOR_RMS), length)
+
+
+def at_snr(noise: np.ndarray, speech_power: float, snr_db: float) -> np.ndarray:
+    """``noise`` scaled so that its power lies ``snr_db`` under ``speech_power``."""
+    return noise * np.sqrt(speech_power / 10 ** (snr_db / 10) / max(float(np.mean(noise**2)), 1e-12))
+
+
 def record_word(
     speech: np.ndarray, rt60: float, conditions: Conditions, rng: np.random.Generator, length: int, noisy: bool = True
 ) -> tuple[np.ndarray, int, int]:
@@ -326,12 +336,10 @@ def record_word(
     if not noisy:
         return clip, offset, offset + word
     if rng.random() >= conditions.noise_share:
-        clip += rng.normal(0.0, rng.uniform(*FLOOR_RMS), length)
+        clip += faint_floor(length, rng)
     else:
-        power = float(np.mean(wet[:word] ** 2))
         noise = make_noise(str(rng.choice(list(NOISE_KINDS))), length / SAMPLE_RATE + 0.01, rng)[:length]
-        level = np.sqrt(power / 10 ** (rng.uniform(*conditions.snr_db) / 10) / max(float(np.mean(noise**2)), 1e-12))
-        clip += level * noise
+        clip += at_snr(noise, float(np.mean(wet[:word] ** 2)), rng.uniform(*conditions.snr_db))
     return np.clip(clip, -1.0, 1.0).astype(np.float32), offset, offset + word
 
 
@@ -647,9 +655,8 @@ def _one_session(
         kind = str(rng.choice(list(NOISE_KINDS)))
         bed = make_noise(kind, total / SAMPLE_RATE + 0.01, rng)[:total]
         snr = float(rng.uniform(*conditions.snr_db))
-        bed *= np.sqrt(speech_power / 10 ** (snr / 10) / max(float(np.mean(bed**2)), 1e-12))
-        return levelled, bed.astype(np.float32), kind, snr
-    return levelled, rng.normal(0.0, rng.uniform(*FLOOR_RMS), total).astype(np.float32), "floor", None
+        return levelled, at_snr(bed, speech_power, snr).astype(np.float32), kind, snr
+    return levelled, faint_floor(total, rng).astype(np.float32), "floor", None
 
 
 # ------------------------------------------------------------------ disk

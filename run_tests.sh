@@ -11,10 +11,10 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng >/dev/null
 fi
 
-# torch first, a CPU build unless there is an NVIDIA GPU; the project's range then adds nothing.
-if ! python -c "import torch" >/dev/null 2>&1; then
-    python tools/install_torch.py
-fi
+# torch first, a CPU build unless there is an NVIDIA GPU; the project's range then adds nothing. Always
+# asked: it does nothing when a fitting torch is installed, and replaces one outside the range (which pip
+# would otherwise replace below with a CUDA build).
+python tools/install_torch.py
 python -m pip install -q -e ".[test]"
 
 export FLWR_TELEMETRY_ENABLED=0

@@ -354,7 +354,6 @@ def main() -> None:
     )
     cache = DiskCache(work / "cache", int(200e9))
     values = default_values()
-    values.pop("num-classes")
     for frames in [int(f) for f in args.frames.split(",")]:
         settings = values | common | {"dataset": str(data), "encoder-frames": frames, "cache-dir": str(work / "cache")}
         context = out["contexts"][frames] = fill_store(settings | {"cache-size-gb": 200.0}, device)

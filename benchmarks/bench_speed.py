@@ -92,7 +92,6 @@ def context(args, work: Path, frames=1500, precision="auto", stored=True, file="
         "encoder-frames": frames, "encoder-precision": precision, "cache-size-gb": STORE_GB if stored else 0.0,
         "cache-dir": str(work / "cache"), "output-dir": str(work / "runs"),
     }  # fmt: skip
-    values.pop("num-classes")
     config, path = RunConfig.from_mapping(values), work / f"{file}.arrow"
     clips = Clips(pa.ipc.open_file(pa.memory_map(str(path))).read_all(), config.class_names) if path.exists() else None
     return config, clips, args.device or default_device()

@@ -36,18 +36,18 @@ TEST_WORDS = (*TEST_KEYWORDS, "bed", "cat")
 TINY_HIDDEN = 16  # the tiny Whisper's d_model
 
 
-def save_tiny_whisper(path: Path) -> Path:
-    """A randomly initialised Whisper with the real input pipeline but tiny layers."""
+def save_tiny_whisper(path: Path, width: int = TINY_HIDDEN) -> Path:
+    """A randomly initialised Whisper with the real input pipeline but tiny layers ``width`` wide."""
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     torch.manual_seed(0)
     config = WhisperConfig(
         vocab_size=100,
         num_mel_bins=80,
-        d_model=TINY_HIDDEN,
+        d_model=width,
         encoder_layers=1,
         encoder_attention_heads=2,
-        encoder_ffn_dim=32,
+        encoder_ffn_dim=2 * width,
         decoder_layers=1,
         decoder_attention_heads=2,
         decoder_ffn_dim=32,
@@ -115,7 +115,6 @@ def run_config(**overrides: object) -> RunConfig:
         "batch-size": 4,
         "encoder-frames": 50,
     }
-    values.pop("num-classes")
     return RunConfig.from_mapping(values | overrides)
 
 
@@ -128,7 +127,6 @@ def small_config(dataset: Path, model: Path, work: Path, **overrides: object) ->
 def simulation_config(dataset: Path, model: Path, work: Path, **overrides: object) -> dict[str, object]:
     """Run-config overrides for a small, fast `flwr run` of the real app on test data."""
     config = small_config(dataset, model, work, **{"fraction-train": 1.0} | overrides).to_dict()
-    config["num-classes"] = len(TEST_KEYWORDS) + 2  # flwr keeps pyproject's 12 unless told
     return config
 
 

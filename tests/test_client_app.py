@@ -76,7 +76,7 @@ def partition_files(folder: Path, copy: Path, partition_id: int) -> list[Path]:
 def context(config, node_id: int, partition_id: int, num_partitions: int = 3) -> Context:
     """The Context a simulated SuperNode gives its ClientApp."""
     node_config = {"partition-id": partition_id, "num-partitions": num_partitions}
-    run_config = config.to_dict() | {"num-classes": config.num_classes}
+    run_config = config.to_dict()
     return Context(run_id=1, node_id=node_id, node_config=node_config, state=RecordDict(), run_config=run_config)
 
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from conftest import TEST_WORDS, run_and_list_heavy_imports, run_config, small_config
 
-from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE
+from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE, to_pcm16
 from whisper_example.clips import CLIP_SCHEMA, Clips, clip_batch
 from whisper_example.config import SILENCE
 from whisper_example.memo import forget_all
@@ -99,6 +99,31 @@ def test_a_federation_size_mismatch_names_the_federation_config_to_use(speech_fo
         DataSourceError, match=f'simulates {count + 1} SuperNodes.*--federation-config "num-supernodes={count}"'
     ):
         partition_rows(str(speech_folder), "", 3, 0, count + 1)
+
+
+def test_one_second_noise_clips_split_as_listed_and_are_nodes_silence(speech_folder: Path, tmp_path: Path) -> None:
+    """Speech Commands' test archive ships 1-s noise clips, not long recordings."""
+    import shutil
+
+    from tools.synthetic import write_wav
+
+    folder = shutil.copytree(speech_folder, tmp_path / "archive")
+    shutil.rmtree(folder / "_background_noise_")
+    (folder / "_background_noise_").mkdir()
+    rng = np.random.default_rng(0)
+    noise = [(0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32) for _ in range(6)]
+    for index, clip in enumerate(noise):
+        write_wav(folder / "_background_noise_" / f"{index}.wav", clip)
+    with (folder / "testing_list.txt").open("a") as lists:
+        lists.write("_background_noise_/5.wav\n")
+    silences = {split: rows["word"].count(SILENCE) for split, rows in load_source(str(folder)).items()}
+    assert silences == {"train": 5, "validation": 0, "test": 1}
+
+    config = small_config(folder, Path("unused"), tmp_path)
+    clips = node_clips({"partition-id": 0, "num-partitions": count_partitions(str(folder), "", 3)}, config)
+    silence = clips.pcm()[clips.labels == config.class_names.index(SILENCE)]
+    train_noise = {to_pcm16(clip).tobytes() for clip in noise[:5]}
+    assert len(silence) > 0 and all(row.tobytes() in train_noise for row in silence)
 
 
 def test_silence_crops_are_distinct_and_seeded() -> None:

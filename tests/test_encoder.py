@@ -5,10 +5,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_HIDDEN, CountingEncoder, features_of, run_and_list_heavy_imports, run_config, tones
+from conftest import (
+    TINY_HIDDEN,
+    CountingEncoder,
+    features_of,
+    head_parameters,
+    run_and_list_heavy_imports,
+    run_config,
+    save_tiny_whisper,
+    tones,
+)
 
 from whisper_example.cache import DiskCache
-from whisper_example.encoder import ModelError, load_encoder, whisper_config
+from whisper_example.encoder import Encoder, ModelError, encoding_batch_size, load_encoder, whisper_config
 from whisper_example.features import clip_features
 from whisper_example.head import build_head
 from whisper_example.training import train_head
@@ -37,12 +46,36 @@ def test_a_short_encoder_keeps_the_first_pretrained_positions(tiny_whisper: Path
     assert not any(parameter.requires_grad for parameter in short.parameters())
 
 
-@pytest.mark.parametrize("frames", [50, 1500])
-def test_features_have_one_row_per_encoder_frame(tiny_whisper: Path, tmp_path: Path, frames: int) -> None:
-    features = features_of(
-        tones(2, 2, 0), np.arange(4), config_for(tiny_whisper, tmp_path, **{"encoder-frames": frames})
-    )
-    assert all_features(features).shape == (4, frames, TINY_HIDDEN)
+def test_features_are_the_clips_positions_of_the_whole_context(tiny_whisper: Path, tmp_path: Path) -> None:
+    def features(frames: int) -> torch.Tensor:
+        config = config_for(tiny_whisper, tmp_path / str(frames), **{"encoder-frames": frames})
+        return all_features(features_of(tones(2, 2, 0), np.arange(4), config))
+
+    short, long, shorter = features(50), features(1500), features(20)
+    assert short.shape == long.shape == (4, 50, TINY_HIDDEN) and shorter.shape == (4, 20, TINY_HIDDEN)
+    assert not torch.allclose(short, long, atol=1e-2)  # the clip's positions attended over 30 s of context
+
+
+@pytest.mark.parametrize("width", [16, 24])
+def test_the_models_width_sets_the_features_and_the_head(tmp_path: Path, width: int) -> None:
+    config = config_for(save_tiny_whisper(tmp_path / "model", width), tmp_path / "cache")
+    features = all_features(features_of(tones(2, 2, 0), np.arange(4), config))
+    head = build_head(config)
+    assert features.shape == (4, 50, width)
+    assert head.conv.in_channels == width
+    assert sum(p.numel() for p in head.parameters()) == head_parameters(width, config.num_classes)
+    assert head(features).shape == (4, config.num_classes)
+
+
+def test_a_wider_model_encodes_fewer_clips_at_once(tmp_path: Path) -> None:
+    narrow = whisper_config(str(save_tiny_whisper(tmp_path / "narrow", 16)))
+    wide = dict(narrow, d_model=768, encoder_attention_heads=12, encoder_ffn_dim=3072)  # whisper-small's encoder
+    tiny = dict(narrow, d_model=384, encoder_attention_heads=6, encoder_ffn_dim=1536)  # whisper-tiny's
+    assert encoding_batch_size(tiny, 1500, "cpu") == 4
+    assert encoding_batch_size(wide, 1500, "cpu") == 2
+    assert encoding_batch_size(wide, 50, "cpu") == encoding_batch_size(tiny, 50, "cpu") == 64
+    config = config_for(tmp_path / "narrow", tmp_path / "cache", **{"encoder-frames": 1500})
+    assert Encoder(config, "cpu").batch_size == encoding_batch_size(narrow, 1500, "cpu")
 
 
 def test_a_model_that_is_not_whisper_is_refused_naming_model_name(tmp_path: Path) -> None:
@@ -131,7 +164,7 @@ def test_on_the_fly_features_are_encoded_in_the_encoders_batches_whatever_the_co
 ) -> None:
     config = config_for(tiny_whisper, tmp_path, **{"cache-size-gb": 0.0, "encoder-frames": 1500})
     encoder = CountingEncoder(config)
-    assert encoder.batch_size == 4  # a CPU encodes 4 clips per call at 1500 frames
+    encoder.batch_size = 4  # what a CPU encodes at once of whisper-tiny at 1500 frames
     features = clip_features(tones(2, 5, seed=7), np.arange(10), encoder, DiskCache.of(config))
     assert [len(labels) for _, labels in features.batches(np.arange(10), 7)] == [7, 3]
     assert encoder.batch_sizes == [4, 3, 3]

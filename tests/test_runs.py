@@ -89,8 +89,8 @@ def test_resume_continues_after_the_last_recorded_checkpoint(run: RunFolder) -> 
     # A crash after round 3's checkpoint but before its results entry: round 3 reruns.
     torch.save({"round": 3, "head": head(3)}, run.checkpoints / "round_3.pt")
     resumed = RunFolder.open(resumed_config(run))
-    done, state = resumed.last_checkpoint()
-    assert done == 2 and torch.equal(state["weight"], head(2)["weight"])
+    checkpoint = resumed.last_checkpoint()
+    assert checkpoint["round"] == 2 and torch.equal(checkpoint["head"]["weight"], head(2)["weight"])
     assert [record.round for record in resumed.rounds] == [1, 2]
 
 

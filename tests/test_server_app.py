@@ -49,6 +49,69 @@ def test_a_crashed_run_resumes_without_lost_or_repeated_rounds(
     assert load_checkpoint(run_dir / "final_head.pt")["round"] == 4
 
 
+class SamplingGrid(InProcessGrid):
+    """An in-process federation that notes which nodes each round asked to train."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sampled: dict[int, list[int]] = {}
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        if messages and messages[0].metadata.message_type == "train":
+            server_round = int(messages[0].content["config"]["server-round"])
+            self.sampled[server_round] = sorted(message.metadata.dst_node_id for message in messages)
+        return super().send_and_receive(messages, timeout=timeout)
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fedadam", "fedavgm"])
+def test_a_resumed_run_continues_exactly_the_run_it_resumes(
+    strategy: str, speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
+    settings = {"num-server-rounds": 4, "fraction-train": 0.5, "fraction-evaluate": 0.5, "strategy": strategy}
+    nodes = count_partitions(str(speech_folder), "", 3)
+    whole = simulation_config(speech_folder, tiny_whisper, tmp_path / "whole", **settings)
+    uninterrupted = SamplingGrid(whole, nodes)
+    server_app.main(uninterrupted, server_context(whole))
+
+    parts = simulation_config(speech_folder, tiny_whisper, tmp_path / "parts", **settings)
+
+    def crash_in_round_3(server_round: int) -> None:
+        if server_round == 3:
+            raise Crash
+
+    before = SamplingGrid(parts, nodes, crash_in_round_3)
+    with pytest.raises(Crash):
+        server_app.main(before, server_context(parts))
+    run_dir, _ = results_of(tmp_path / "parts" / "outputs")
+    after = SamplingGrid(parts, nodes)
+    server_app.main(after, server_context(parts | {"resume-from": str(run_dir)}))
+
+    assert len(set(map(tuple, uninterrupted.sampled.values()))) > 1  # partial sampling: rounds differ
+    assert {1: before.sampled[1], 2: before.sampled[2]} | after.sampled == uninterrupted.sampled
+    ends = [
+        load_checkpoint(path / "final_head.pt")["head"]
+        for path in (results_of(tmp_path / w / "outputs")[0] for w in ("whole", "parts"))
+    ]
+    assert all(torch.equal(ends[0][name], ends[1][name]) for name in ends[0])
+
+
+def test_a_checkpoint_without_the_strategys_state_is_not_resumed(
+    speech_folder: Path, tiny_whisper: Path, tmp_path: Path
+) -> None:
+    config = simulation_config(speech_folder, tiny_whisper, tmp_path, **{"num-server-rounds": 2, "strategy": "fedadam"})
+    nodes = count_partitions(str(speech_folder), "", 3)
+    server_app.main(InProcessGrid(config, nodes), server_context(config))
+    run_dir, _ = results_of(tmp_path / "outputs")
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "round_2.pt")
+    torch.save(
+        {key: value for key, value in checkpoint.items() if key != "resume"}, run_dir / "checkpoints" / "round_2.pt"
+    )
+    resumed = config | {"resume-from": str(run_dir), "num-server-rounds": 2}
+    with pytest.raises(RunFailed, match=r"round 2 lacks the node sampler's state, m_t, v_t.*strategy 'fedadam'"):
+        server_app.main(InProcessGrid(config, nodes), server_context(resumed))
+
+
 def test_a_run_in_which_no_node_ever_trains_fails_without_a_final_head(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path
 ) -> None:

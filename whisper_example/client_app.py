@@ -45,13 +45,35 @@ def _report(text: str) -> None:
     log(INFO, "%s", text)
 
 
-def _node(msg: Message, context: Context, slice_index: int):
-    """The run config, this node's clips, the indices of one slice of them, and the received head."""
+TRAINING, HELD_OUT = 0, 1  # the slices of a node's clips (node_data.split_for_evaluation)
+
+
+def _node(msg: Message, context: Context):
+    """The run config, this node's clips, the indices of its two slices, and the received head."""
     config = RunConfig.from_mapping(context.run_config)
     clips = node_clips(context.node_config, config)
-    indices = split_for_evaluation(len(clips), config.eval_fraction, config.seed)[slice_index]
+    slices = split_for_evaluation(len(clips), config.eval_fraction, config.seed)
     head = load_head_state(build_head(config), msg.content["arrays"].to_torch_state_dict())
-    return config, clips, indices, head
+    return config, clips, slices, head
+
+
+def too_little_to_train(config: RunConfig, labels: np.ndarray) -> str | None:
+    """Why these clips cannot train a head, or None: too few to fill two batches, or a single
+    class (training would only teach the head to always answer it)."""
+    classes = len(np.unique(labels))
+    if len(labels) < 2 * config.batch_size or classes < 2:
+        return f"{len(labels)} clips of {classes} class(es); it takes {2 * config.batch_size} clips of >= 2 classes"
+    return None
+
+
+def _round_rate(msg: Message) -> float:
+    """The learning rate the server set for this round."""
+    return float(msg.content["config"]["learning-rate"])
+
+
+def _seed(config: RunConfig, msg: Message, context: Context, purpose: int = 0) -> int:
+    """This node's seed for this round (``purpose`` tells apart two uses in one message)."""
+    return config.seed + 1000 * int(msg.content["config"]["server-round"]) + _node_number(context) + purpose
 
 
 def _answer(msg: Message, work) -> Message:
@@ -108,24 +130,15 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def _train(msg: Message, context: Context) -> tuple[Message, float]:
-    config, clips, indices, head = _node(msg, context, 0)
-    classes = len(np.unique(clips.labels[indices]))
-    if len(indices) < 2 * config.batch_size or classes < 2:
-        # Too little data to learn from, or a single class (training would only teach the
-        # head to always answer it); the strategy leaves this reply out of the average.
-        log(
-            INFO,
-            "not training: %d clips of %d class(es); it takes %d clips of >= 2 classes",
-            len(indices),
-            classes,
-            2 * config.batch_size,
-        )
+    config, clips, slices, head = _node(msg, context)
+    indices = slices[TRAINING]
+    if reason := too_little_to_train(config, clips.labels[indices]):
+        log(INFO, "not training: %s", reason)  # the strategy leaves this reply out of the average
         metrics = {"trained": 0, "num-examples": len(indices), "skipped-clips": clips.skipped}
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), 0.0
     device = default_device()
     require(training_memory(config, head), "lower batch-size or encoder-frames")
-    server_round = int(msg.content["config"]["server-round"])
-    seed = config.seed + 1000 * server_round + _node_number(context)
+    seed = _seed(config, msg, context)
     encoder, variants = Encoder(config, device), config.augment_variants
     features = training_features(
         clips, indices, encoder, DiskCache.of(config), variants=variants, seed=seed, report=_report
@@ -139,7 +152,7 @@ def _train(msg: Message, context: Context) -> tuple[Message, float]:
         head,
         features,
         epochs=config.local_epochs,
-        learning_rate=float(msg.content["config"]["learning-rate"]),
+        learning_rate=_round_rate(msg),
         batch_size=config.batch_size,
         seed=seed,
         # Flower's FedProx sends its mu with every instruction; other strategies send none.
@@ -168,7 +181,8 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 
 def _evaluate(msg: Message, context: Context) -> tuple[Message, float]:
-    config, clips, indices, head = _node(msg, context, 1)
+    config, clips, slices, head = _node(msg, context)
+    indices = slices[HELD_OUT]
     metrics: dict[str, float | int] = {"num-examples": len(indices)}
     computing = 0.0
     if len(indices):
@@ -179,7 +193,7 @@ def _evaluate(msg: Message, context: Context) -> tuple[Message, float]:
         result = evaluate_head(head, features, config.num_classes, device=device)
         metrics |= {"eval-loss": result.loss, "eval-accuracy": result.accuracy}
         if config.personalize != "none":
-            own, fallback = _personal_head(msg, context, config, clips, head, encoder, cache, device)
+            own, fallback = _personal_head(msg, context, config, clips, slices[TRAINING], head, encoder, cache, device)
             personal = evaluate_head(own, features, config.num_classes, device=device)
             metrics |= {
                 "personal-loss": personal.loss,
@@ -195,6 +209,7 @@ def _personal_head(
     context: Context,
     config: RunConfig,
     clips: Clips,
+    train_indices: np.ndarray,
     head: torch.nn.Module,
     encoder: Encoder,
     cache: DiskCache,
@@ -206,18 +221,16 @@ def _personal_head(
     if config.personalize == "local-classifier":
         own = copy.deepcopy(head)
         return own, not with_kept_classifier(own, context.state)
-    train_indices = split_for_evaluation(len(clips), config.eval_fraction, config.seed)[0]
-    if len(train_indices) < 2 * config.batch_size or len(np.unique(clips.labels[train_indices])) < 2:
+    if too_little_to_train(config, clips.labels[train_indices]):
         return head, True  # what training refuses, fine-tuning refuses too
     own = copy.deepcopy(head)
-    server_round = int(msg.content["config"]["server-round"])
     train_head(
         own,
         clip_features(clips, train_indices, encoder, cache, report=_report),
         epochs=config.personal_epochs,
-        learning_rate=float(msg.content["config"]["learning-rate"]),  # the round's, as in training
+        learning_rate=_round_rate(msg),  # the round's, as in training
         batch_size=config.batch_size,
-        seed=config.seed + 1000 * server_round + _node_number(context) + 1,
+        seed=_seed(config, msg, context, purpose=1),
         device=device,
     )
     return own, False

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+# The checkout's pyproject.toml (where users edit the defaults), else the copy an installed wheel carries.
+PACKAGE = Path(__file__).resolve().parent
+PYPROJECTS = (PACKAGE.parent / "pyproject.toml", PACKAGE / "pyproject.toml")
 MAX_ENCODER_FRAMES = 1500  # Whisper's 30-s context: 3000 mel frames, stride 2
 LR_SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = (
@@ -114,8 +116,8 @@ class RunConfig:
     def from_mapping(cls, values: Mapping[str, object]) -> "RunConfig":
         """Check a run config with kebab-case keys (as in pyproject.toml) and type it.
 
-        ``num-classes`` is optional (the original example's key): the class count comes
-        from ``keywords``, and a ``num-classes`` that disagrees is refused.
+        ``num-classes`` is optional (the original example's key, not in pyproject.toml): the
+        class count comes from ``keywords``, and a ``num-classes`` that disagrees is refused.
         """
         values = dict(values)
         num_classes = values.pop("num-classes", None)
@@ -212,9 +214,15 @@ def parse_keywords(text: str) -> tuple[str, ...]:
 
 
 def default_values() -> dict[str, object]:
-    """The run config declared in pyproject.toml, for the scripts that run outside Flower."""
-    with PYPROJECT.open("rb") as file:
-        return dict(tomllib.load(file)["tool"]["flwr"]["app"]["config"])
+    """The run config declared in pyproject.toml, for the scripts that run outside Flower:
+    the checkout's, or in an installed wheel the copy packaged with it."""
+    for path in PYPROJECTS:
+        if path.is_file():
+            with path.open("rb") as file:
+                declared = tomllib.load(file)
+            if declared.get("project", {}).get("name") == "whisper-example":
+                return dict(declared["tool"]["flwr"]["app"]["config"])
+    raise FileNotFoundError(f"no pyproject.toml of whisper-example at {' or '.join(map(str, PYPROJECTS))}")
 
 
 def resolve_path(value: str) -> Path:
@@ -237,7 +245,6 @@ def add_config_options(parser: argparse.ArgumentParser, *keys: str) -> None:
 def config_from_options(args: argparse.Namespace, *keys: str) -> RunConfig:
     """pyproject.toml's run config with the given options applied, checked; exits on a bad one."""
     values = default_values() | {key: getattr(args, key.replace("-", "_")) for key in keys}
-    values.pop("num-classes", None)  # derived from --keywords
     try:
         return RunConfig.from_mapping(values)
     except ConfigError as error:

@@ -1,5 +1,12 @@
-"""What does the frozen Whisper encoder say about a clip? The pretrained model, cut to
-``encoder-frames`` positions, run in batches at the precision the hardware does fast.
+"""What does the frozen Whisper encoder say about a clip? The pretrained model with a context
+of ``encoder-frames`` positions, run in batches at the precision the hardware does fast.
+
+A 1-s clip fills the first ``CLIP_POSITIONS`` (50) positions of any context; the rest of a
+longer context is Whisper's padding (the log-mel of silence, as in pretraining, where speech
+is followed by padding up to 30 s). The encoder attends over the whole context, but only the
+clip's positions are kept as its features: on real speech, a longer context made those
+positions say more about the word (benchmarks/README.md, "bench_real.py"), while the features
+per clip, their store and the head stay the size of the clip's.
 
 ``Encoder`` is the one seam between audio and features: ``features.clip_features`` takes
 any object with its interface (tests and benchmarks pass subclasses that count or stand
@@ -26,7 +33,8 @@ log = logging.getLogger(__name__)
 
 MEL_FRAMES_PER_ENCODER_FRAME = 2  # Whisper's second convolution has stride 2
 HOP_LENGTH = 160  # samples per mel frame at 16 kHz
-STORE_VERSION = 1  # bump when features change meaning, so stored ones are not reused
+CLIP_POSITIONS = SAMPLE_RATE // (HOP_LENGTH * MEL_FRAMES_PER_ENCODER_FRAME)  # 50: a 1-s clip's encoder positions
+STORE_VERSION = 2  # bump when features change meaning, so stored ones are not reused (2: the clip's positions only)
 Waveforms = Callable[[np.ndarray], np.ndarray]  # indices -> (n, 16000) float32 clips
 
 
@@ -87,6 +95,11 @@ def hidden_size(model_name: str) -> int:
     return int(whisper_config(model_name)["d_model"])
 
 
+def clip_positions(encoder_frames: int) -> int:
+    """The encoder positions a 1-s clip fills in a context of ``encoder_frames``: the features kept."""
+    return min(encoder_frames, CLIP_POSITIONS)
+
+
 def samples_for(encoder_frames: int) -> int:
     """Audio samples that make ``encoder_frames`` encoder positions (1500 -> 30 s)."""
     return encoder_frames * MEL_FRAMES_PER_ENCODER_FRAME * HOP_LENGTH
@@ -115,15 +128,28 @@ def _cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def encoding_batch_size(encoder_frames: int, device: str) -> int:
-    """Clips per encoder call. Attention memory grows with frames squared: on a CPU, 1500
-    frames get 4 clips (~220 MB of attention scores), 50 frames 64; a GPU takes what a
-    quarter of its free memory holds (~50 MB per clip at 1500 frames in 16-bit)."""
+CPU_BATCH_BYTES = 300e6  # what one encoder batch may hold on a CPU: 4 clips of whisper-tiny at 1500 frames
+MAX_CPU_BATCH, MAX_GPU_BATCH = 64, 512
+
+
+def encoder_bytes_per_clip(model: dict, encoder_frames: int, bytes_per_value: int) -> int:
+    """What one clip holds while a layer of the encoder runs: its attention scores (heads x
+    frames squared) and its activations (the feed-forward layer's and a few residual-width
+    ones per position), from the model's config.json."""
+    scores = model["encoder_attention_heads"] * encoder_frames**2
+    activations = encoder_frames * (model["encoder_ffn_dim"] + 4 * model["d_model"])
+    return (scores + activations) * bytes_per_value
+
+
+def encoding_batch_size(model: dict, encoder_frames: int, device: str) -> int:
+    """Clips per encoder call, from the model's width, heads and context: attention grows with
+    frames squared. On a CPU a batch holds about CPU_BATCH_BYTES in float32 (whisper-tiny: 4
+    clips at 1500 frames, 64 at 50; whisper-small: 2 at 1500); a GPU takes what a quarter of
+    its free memory holds in 16-bit."""
     if not device.startswith("cuda"):
-        return max(1, min(64, 6000 // encoder_frames))
+        return max(1, min(MAX_CPU_BATCH, int(CPU_BATCH_BYTES // encoder_bytes_per_clip(model, encoder_frames, 4))))
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    per_clip = encoder_frames * (encoder_frames * 6 * 2 + 384 * 24) * 2
-    return max(1, min(512, int(0.25 * free) // per_clip))
+    return max(1, min(MAX_GPU_BATCH, int(0.25 * free) // encoder_bytes_per_clip(model, encoder_frames, 2)))
 
 
 @remembered(maxsize=2)
@@ -191,7 +217,8 @@ class Encoder:
         self.model_name, self.frames, self.device = config.model_name, config.encoder_frames, device
         self.dtype = compute_dtype(config.encoder_precision, device)
         self.hidden = hidden_size(self.model_name)
-        self.batch_size = encoding_batch_size(self.frames, device)
+        self.positions = clip_positions(self.frames)  # what is kept of each clip's encoding
+        self.batch_size = encoding_batch_size(whisper_config(self.model_name), self.frames, device)
 
     @property
     def namespace(self) -> str:
@@ -207,19 +234,19 @@ class Encoder:
         model = whisper_config(self.model_name)
         width, layers = model["d_model"], model["encoder_layers"] + model["decoder_layers"]
         weights = layers * 12 * width**2 + model["decoder_layers"] * 4 * width**2 + model["vocab_size"] * width
-        heads = model["encoder_attention_heads"]
         return {
             "Whisper weights": 4 * weights,
-            "encoder batch": 4 * self.batch_size * self.frames * (heads * self.frames + 16 * width),
+            "encoder batch": self.batch_size * encoder_bytes_per_clip(model, self.frames, 4),
         }
 
     def describe(self) -> str:
         precision = str(self.dtype).removeprefix("torch.")
-        return f"{self.frames} frames, {precision} on {self.device}, batches of {self.batch_size}"
+        return f"a {self.frames}-frame context, {precision} on {self.device}, batches of {self.batch_size}"
 
     @torch.inference_mode()
     def encode(self, waveforms: Waveforms, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
-        """(len(batch), frames, hidden) features on the device, batch by batch.
+        """(len(batch), positions, hidden) features on the device, batch by batch: the clip's
+        positions of the encoder's output over the whole context.
 
         On a GPU, DataLoader workers make the log-mel features of the next batches while
         the encoder runs, and they arrive in pinned memory. On a CPU the encoder already
@@ -239,4 +266,4 @@ class Encoder:
         autocast = self.dtype != torch.float32
         for mel in loader:
             with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=autocast):
-                yield encoder(mel.to(self.device, non_blocking=True)).last_hidden_state
+                yield encoder(mel.to(self.device, non_blocking=True)).last_hidden_state[:, : self.positions]

@@ -1,7 +1,7 @@
 """Where are the encoder's features of a clip kept, and how are they read?
 
-The encoder never changes, so each clip is encoded once and its features (fp16,
-``encoder-frames x hidden``) are kept in a store on disk, addressed by the clip's content
+The encoder never changes, so each clip is encoded once and its features (fp16, the clip's
+50 encoder positions x hidden, whatever the context) are kept in a store on disk, addressed by the clip's content
 digest: centralized training, the ServerApp's central evaluation and every SuperNode on
 a machine share the features of the same clips. A store is a folder per encoder setting
 (``Encoder.namespace``: model, context, precision) of *shards*: ``<id>.npy`` (rows,
@@ -182,7 +182,7 @@ def clip_features(
     starts, then progress with an ETA.
     """
     indices = np.asarray(indices, np.int64)
-    row_shape = (encoder.frames, encoder.hidden)
+    row_shape = (encoder.positions, encoder.hidden)
     if len(indices) == 0:
         return StoredFeatures(indices, ([], indices, indices), row_shape, encoder.device)
     if not cache.enabled:

@@ -16,7 +16,7 @@ from whisper_example.clips import CLIP_SCHEMA, Clips
 from whisper_example.config import RunConfig
 from whisper_example.memo import remembered
 from whisper_example.partitions import partition_rows
-from whisper_example.prepare import noise_recordings, prepare_rows
+from whisper_example.prepare import node_noise, prepare_rows
 from whisper_example.sources import DataSourceError, load_source
 
 
@@ -34,7 +34,7 @@ def _node_clips(node_items: tuple[tuple[str, object], ...], config: RunConfig) -
             if (path / "state.json").exists():
                 return read_partition(path, config.class_names)
             rows = load_source(str(path))["train"]
-            return prepare_rows(rows, config, noise_recordings(str(path)), config.seed)
+            return prepare_rows(rows, config, node_noise(str(path)), config.seed)
         except (OSError, ValueError) as error:  # DataSourceError, and unreadable or corrupt files
             raise DataSourceError(f"node config 'local-data' = '{path}': {error}") from None
     if "partition-id" in node_config and "num-partitions" in node_config:
@@ -43,7 +43,7 @@ def _node_clips(node_items: tuple[tuple[str, object], ...], config: RunConfig) -
         rows = partition_rows(
             source, subset, config.speakers_per_node, partition_id, int(node_config["num-partitions"])
         )
-        return prepare_rows(rows, config, noise_recordings(source, subset), config.seed + partition_id)
+        return prepare_rows(rows, config, node_noise(source, subset), config.seed + partition_id)
     raise DataSourceError(
         "node config has neither 'local-data' (deployment: a partition written by preprocess.py) "
         f"nor 'partition-id'/'num-partitions' (simulation); got keys {sorted(node_config)}"

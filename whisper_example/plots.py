@@ -273,6 +273,44 @@ def draw_detections(
     return save(drawing, path)
 
 
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where a detector works at one threshold: its miss rate and false alarms per hour."""
+
+    threshold: float
+    miss_rate: float
+    false_alarms_per_hour: float
+
+
+def draw_det(path: Path, curves: Mapping[str, Sequence[OperatingPoint]], marked: float, title: str = "") -> Path:
+    """A DET-style curve per detector: miss rate against false alarms per hour, one point per
+    threshold (lower left is better), the points at threshold ``marked`` ringed. False alarms
+    per hour are on a log scale; a point with none sits at the axis' left end, labelled 0."""
+    drawing = figure(6.5, 4.8)
+    axes = drawing.subplots()
+    rates = [p.false_alarms_per_hour for points in curves.values() for p in points]
+    floor = min([rate for rate in rates if rate > 0], default=1.0) / 2
+    for label, points in curves.items():
+        points = sorted(points, key=lambda p: p.threshold)
+        xs = [max(p.false_alarms_per_hour, floor) for p in points]
+        line = axes.plot(xs, [100 * p.miss_rate for p in points], marker=".", label=label)[0]
+        for point, x in zip(points, xs):
+            if math.isclose(point.threshold, marked):
+                axes.plot(x, 100 * point.miss_rate, "o", markersize=11, fillstyle="none", color=line.get_color())
+                axes.annotate(f"{marked:g}", (x, 100 * point.miss_rate), textcoords="offset points", xytext=(7, 5))
+    axes.set_xscale("log")
+    axes.set_xlim(left=floor / 1.5)
+    ticks = [tick for tick in axes.get_xticks() if tick > floor * 1.01]
+    axes.set_xticks([floor, *ticks], ["0", *(f"{tick:g}" for tick in ticks)])
+    axes.set_xlim(left=floor / 1.5, right=max(rates + [floor]) * 2)
+    axes.set_xlabel("false alarms per hour (log scale)")
+    axes.set_ylabel("miss rate (%)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    axes.set_title(title or f"detection error trade-off (ringed: threshold {marked:g})")
+    return save(drawing, path)
+
+
 def draw_run_plots(run_dir: Path) -> list[Path]:
     """Every picture the run's results allow, written into the run folder."""
     run = read_run(run_dir)

@@ -59,6 +59,14 @@ def noise_recordings(source: str, subset: str = "", split: str = "train") -> tup
     return _silence_rows(load_source(source, subset)[split])[0]
 
 
+@remembered(maxsize=4)
+def node_noise(source: str, subset: str = "") -> tuple[np.ndarray, ...]:
+    """What a node crops its silence from: the train split's long noise recordings, or where
+    the source has only 1-s noise clips (Speech Commands' test archive), those clips."""
+    recordings, clips = _silence_rows(load_source(source, subset)["train"])
+    return recordings or tuple(clips)
+
+
 def silence_count(num_speech: int, silence_fraction: float) -> int:
     """Silence crops that make ``silence_fraction`` of a node or split with ``num_speech`` clips."""
     return round(num_speech * silence_fraction / (1 - silence_fraction))

@@ -182,8 +182,9 @@ class RunFolder:
     def open(cls, config: RunConfig) -> "RunFolder":
         return cls.resume(config) if config.resume_from else cls.create(config)
 
-    def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor]] | None:
-        """The newest round both checkpointed and recorded; later rounds are dropped.
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint of the newest round both checkpointed and recorded (its ``round``,
+        ``head`` and, when saved, ``resume`` state); later rounds are dropped.
 
         A crash between writing a checkpoint and recording its round leaves a checkpoint
         that results.json does not know: that round is run again, not lost.
@@ -197,11 +198,13 @@ class RunFolder:
         checkpoint = load_checkpoint(self.checkpoints / f"round_{usable[0]}.pt")
         self.rounds = [record for record in self.rounds if record.round <= usable[0]]
         self._write_results()
-        return usable[0], checkpoint["head"]
+        return checkpoint
 
-    def finish_round(self, record: RoundRecord, head: Mapping[str, torch.Tensor]) -> None:
-        """Record one completed round: checkpoint first, so results never name a lost head."""
-        self._save(self.checkpoints / f"round_{record.round}.pt", head, round=record.round)
+    def finish_round(self, record: RoundRecord, head: Mapping[str, torch.Tensor], resume: dict | None = None) -> None:
+        """Record one completed round: checkpoint first (with ``resume``, what else a resumed
+        run must restore), so results never name a lost head."""
+        details = {"round": record.round} | ({"resume": resume} if resume is not None else {})
+        self._save(self.checkpoints / f"round_{record.round}.pt", head, **details)
         for old in sorted(self.checkpoints.glob("round_*.pt"), key=_round_of)[: -self.keep]:
             old.unlink()
         accuracy = (record.central_evaluation or {}).get("accuracy")

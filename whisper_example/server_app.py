@@ -25,6 +25,7 @@ from whisper_example.memory import MemoryLimitError
 from whisper_example.plots import draw_run_plots
 from whisper_example.prepare import prepare_split
 from whisper_example.privacy import privacy_summary
+from whisper_example.resume_state import capture, missing_state, restore
 from whisper_example.runs import CheckpointError, RunFolder
 from whisper_example.sources import DataSourceError
 from whisper_example.strategy import RunFailed, build_strategy
@@ -166,14 +167,21 @@ def main(grid: Grid, context: Context) -> None:
 
 def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tuple[ArrayRecord, dict | None]:
     resumed = run.last_checkpoint() if config.resume_from else None
-    done_rounds, initial = resumed if resumed else (0, head_state(head))
-    if done_rounds:
-        log(INFO, "Resuming after round %d of %d", done_rounds, config.num_server_rounds)
+    done_rounds, initial = (resumed["round"], resumed["head"]) if resumed else (0, head_state(head))
     if done_rounds and config.dp != "off":
         raise RunFailed("a run with dp cannot be resumed: its privacy account would start again at 0; start a new run")
     # dp calibrates its noise to the nodes sampled per round: the federation's size at the start.
     num_nodes = len(list(grid.get_node_ids())) if config.dp != "off" else 0
     strategy = build_strategy(config, round_offset=done_rounds, num_nodes=num_nodes)
+    if done_rounds:
+        if missing := missing_state(strategy.inner, resumed.get("resume")):
+            raise RunFailed(
+                f"resume-from '{run.path}': the checkpoint of round {done_rounds} lacks {', '.join(missing)} "
+                f"(it was saved by an earlier version), so strategy '{config.strategy}' could not continue the run "
+                "exactly; start a new run"
+            )
+        restore(strategy.inner, resumed["resume"])
+        log(INFO, "Resuming after round %d of %d", done_rounds, config.num_server_rounds)
     evaluate = CentralEvaluator(config) if config.central_eval else None
     if evaluate:
         evaluate.prepare("validation")  # an unreadable dataset fails now, not after round 1
@@ -189,7 +197,7 @@ def _rounds(grid: Grid, config: RunConfig, run: RunFolder, head, tracker) -> tup
             record.central_evaluation = {
                 key: central[key] for key in ("loss", "accuracy", "macro-f1", "per-class-accuracy")
             }
-        run.finish_round(record, arrays.to_torch_state_dict())
+        run.finish_round(record, arrays.to_torch_state_dict(), resume=capture(strategy.inner))
         tracker.log_round(record)
         if central is None:
             return None

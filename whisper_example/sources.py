@@ -71,10 +71,11 @@ def _load_folder(root: Path):
     for wav in sorted(root.glob("*/*.wav")):
         word = wav.parent.name
         relative = f"{word}/{wav.name}"
+        # A split list may name noise files too (1-s noise clips held out like speakers); unnamed ones train.
+        split = next((s for s in ("validation", "test") if relative in listed[s]), "train")
         if word == BACKGROUND_NOISE:
-            split, speaker, word = "train", None, SILENCE
+            speaker, word = None, SILENCE
         else:
-            split = next((s for s in ("validation", "test") if relative in listed[s]), "train")
             speaker = wav.name.split("_nohash_")[0]
         rows[split]["audio"].append({"bytes": None, "path": str(wav)})
         rows[split]["speaker_id"].append(speaker)

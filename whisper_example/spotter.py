@@ -77,7 +77,6 @@ class KeywordSpotter:
                     f"leave --{key} out (the checkpoint knows it)"
                 )
         values = default_values()
-        values.pop("num-classes")
         config = RunConfig.from_mapping(values | trained | settings)
         return cls(config, load_head_state(build_head(config), state), device)
 
@@ -149,16 +148,35 @@ def cut_windows(audio: np.ndarray, hop: float) -> tuple[np.ndarray, Callable[[np
     return starts, lambda indices: np.stack([padded[start : start + CLIP_SAMPLES] for start in starts[indices]])
 
 
-def precision_recall(
+@dataclass(frozen=True)
+class Matches:
+    """How detections in a recording compare with the keywords said in it."""
+
+    detected: int  # detections
+    spoken: int  # keywords said
+    matched: int  # detections of a keyword said there (each said word matches once)
+
+    @property
+    def false_alarms(self) -> int:
+        return self.detected - self.matched
+
+    @property
+    def misses(self) -> int:
+        return self.spoken - self.matched
+
+    def __add__(self, other: "Matches") -> "Matches":
+        return Matches(self.detected + other.detected, self.spoken + other.spoken, self.matched + other.matched)
+
+
+def match(
     detections: list[Detection],
     truth: list[tuple[str, float, float]],
     keywords: Collection[str],
     tolerance: float = 0.5,
-) -> tuple[float, float]:
-    """Of ``detections``, the share that match a spoken keyword of ``truth`` (word, start,
-    end in seconds; words not in ``keywords`` are there to be ignored), and of the spoken
-    keywords the share matched. A match has the same word and centres at most
-    ``tolerance`` seconds apart; each spoken word matches once."""
+) -> Matches:
+    """Match ``detections`` to the spoken keywords of ``truth`` (word, start, end in seconds;
+    words not in ``keywords`` are there to be ignored): a match has the same word and centres
+    at most ``tolerance`` seconds apart, and each spoken word matches once."""
     spoken = [(word, (start + end) / 2) for word, start, end in truth if word in keywords]
     matched: set[int] = set()
     for detection in detections:
@@ -169,7 +187,19 @@ def precision_recall(
             if word == detection.word and abs(middle - centre) <= tolerance and i not in matched
         ]
         matched |= set(hits[:1])
-    return len(matched) / max(1, len(detections)), len(matched) / max(1, len(spoken))
+    return Matches(len(detections), len(spoken), len(matched))
+
+
+def precision_recall(
+    detections: list[Detection],
+    truth: list[tuple[str, float, float]],
+    keywords: Collection[str],
+    tolerance: float = 0.5,
+) -> tuple[float, float]:
+    """Of ``detections``, the share that match a spoken keyword of ``truth``, and of the
+    spoken keywords the share matched (see ``match``)."""
+    found = match(detections, truth, keywords, tolerance)
+    return found.matched / max(1, found.detected), found.matched / max(1, found.spoken)
 
 
 def _head_of_run_folder(folder: Path) -> Path:

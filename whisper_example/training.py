@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from whisper_example.config import RunConfig
+from whisper_example.encoder import clip_positions
 from whisper_example.head import count_parameters
 from whisper_example.progress import progress_bar
 
@@ -41,7 +42,7 @@ def learning_rate_at(schedule: str, base_lr: float, step: int, num_steps: int) -
 def training_memory(config: RunConfig, head: nn.Module) -> dict[str, int]:
     """Bytes that training ``head`` adds: weights, gradients and Adam's two moments in
     float32, and a batch of float32 features with the activations they make."""
-    hidden, frames = head.conv.in_channels, config.encoder_frames
+    hidden, frames = head.conv.in_channels, clip_positions(config.encoder_frames)
     return {
         "head and optimizer": 4 * 4 * count_parameters(head),
         "feature batches": 3 * 4 * config.batch_size * frames * (hidden + 2 * head.conv.out_channels),

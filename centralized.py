@@ -19,19 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from whisper_example.augment import training_features
-from whisper_example.cache import DiskCache
 from whisper_example.config import ConfigError, add_config_options, config_from_options
-from whisper_example.encoder import Encoder, ModelError, default_device
-from whisper_example.features import clip_features
-from whisper_example.head import build_head, count_parameters, head_state, load_head_state
-from whisper_example.memory import MemoryLimitError
+from whisper_example.data.preparation import prepare_split
+from whisper_example.data.sources import SPLITS, DataSourceError
+from whisper_example.federation.round_record import RoundRecord
+from whisper_example.model.augment import training_features
+from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model.features import clip_features
+from whisper_example.model.head import build_head, count_parameters, head_state, load_head_state
+from whisper_example.model.training import TrainResult, evaluate_head, learning_rate_at, train_head
 from whisper_example.plots import draw_run_plots
-from whisper_example.prepare import prepare_split
-from whisper_example.records import RoundRecord
-from whisper_example.runs import CheckpointError, RunFolder, load_checkpoint
-from whisper_example.sources import SPLITS, DataSourceError
-from whisper_example.training import TrainResult, evaluate_head, learning_rate_at, train_head
+from whisper_example.runs.folder import CheckpointError, RunFolder, load_checkpoint
+from whisper_example.system.disk_cache import DiskCache
+from whisper_example.system.memory_budget import MemoryLimitError
 
 OPTIONS = (
     "dataset", "dataset-subset", "model-name", "keywords", "batch-size", "learning-rate", "lr-schedule", "seed",

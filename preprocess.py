@@ -15,12 +15,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from whisper_example.cache import gigabytes
-from whisper_example.clips import BYTES_PER_CLIP, Clips
 from whisper_example.config import RunConfig, add_config_options, config_from_options
-from whisper_example.node_data import node_clips
-from whisper_example.partitions import count_partitions
-from whisper_example.sources import DataSourceError, load_source, speech_rows
+from whisper_example.data.clips import BYTES_PER_CLIP, Clips
+from whisper_example.data.node_data import node_clips
+from whisper_example.data.partitions import count_partitions
+from whisper_example.data.sources import DataSourceError, load_source, speech_rows
+from whisper_example.system.disk_cache import gigabytes
 
 OPTIONS = ("dataset", "dataset-subset", "keywords", "speakers-per-node", "silence-fraction", "seed")
 

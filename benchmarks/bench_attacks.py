@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tools.federation import add_model_and_store_arguments, generated_speech_run, run_in_process, scratch_outputs
 from whisper_example.config import MIN_NODES_FOR
-from whisper_example.partitions import count_partitions
+from whisper_example.data.partitions import count_partitions
 
 TRAIN_SPEAKERS = 80
 UNBOUNDED = {"max-weight-ratio": 1e12, "max-update-ratio": 1e12, "min-update-cosine": -1.0}

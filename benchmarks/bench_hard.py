@@ -65,15 +65,21 @@ from tools.synthetic import (
     record_word,
     synthesize_word,
 )
-from whisper_example.audio import CLIP_SAMPLES, decode, to_pcm16
-from whisper_example.cache import DiskCache
-from whisper_example.clips import in_memory_clips
 from whisper_example.config import default_values
-from whisper_example.encoder import default_device
-from whisper_example.features import clip_features
-from whisper_example.prepare import prepare_split
-from whisper_example.sources import SPLITS
-from whisper_example.spotter import DEFAULT_HOP, DEFAULT_THRESHOLD, KeywordSpotter, cut_windows, precision_recall
+from whisper_example.data.audio import CLIP_SAMPLES, decode, to_pcm16
+from whisper_example.data.clips import in_memory_clips
+from whisper_example.data.preparation import prepare_split
+from whisper_example.data.sources import SPLITS
+from whisper_example.inference.spotter import (
+    DEFAULT_HOP,
+    DEFAULT_THRESHOLD,
+    KeywordSpotter,
+    cut_windows,
+    precision_recall,
+)
+from whisper_example.model.encoder import default_device
+from whisper_example.model.features import clip_features
+from whisper_example.system.disk_cache import DiskCache
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_SEED = 7
@@ -160,9 +166,9 @@ def centralized(checkout: Path, data: Path, out: Path, options: dict[str, object
 def fill_store(config_values: dict, device: str) -> dict:
     """Encode the splits into the store (what the first centralized run would do), timed; with
     augment-variants, the train split's variants too (timed apart: their extra cost)."""
-    from whisper_example.augment import AugmentedClips
     from whisper_example.config import RunConfig
-    from whisper_example.encoder import Encoder
+    from whisper_example.model.augment import AugmentedClips
+    from whisper_example.model.encoder import Encoder
 
     config = RunConfig.from_mapping(config_values)
     encoder, cache = Encoder(config, device), DiskCache.of(config)

@@ -37,9 +37,9 @@ from tools.federation import (
     scratch_outputs,
 )
 from whisper_example.config import RunConfig
-from whisper_example.node_data import node_clips
-from whisper_example.partitions import count_partitions
-from whisper_example.personal import KEPT
+from whisper_example.data.node_data import node_clips
+from whisper_example.data.partitions import count_partitions
+from whisper_example.federation.personal import KEPT
 
 TRAIN_SPEAKERS = 80
 

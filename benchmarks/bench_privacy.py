@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tools.federation import add_model_and_store_arguments, generated_speech_run, run_in_process, scratch_outputs
-from whisper_example.partitions import count_partitions
+from whisper_example.data.partitions import count_partitions
 
 
 def federated(data: Path, work: Path, noise: float, clipping: str, seed: int, args) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks import LOCAL_WHISPER
 from tools.harness import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted, run_simulation
 from whisper_example.config import default_values
-from whisper_example.partitions import count_partitions
+from whisper_example.data.partitions import count_partitions
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"flower's own ray": None, "cluster of 1 node x 2 CPUs": (2, 0), "cluster of 2 nodes x 1 CPU": (1, 1)}

@@ -43,13 +43,20 @@ import numpy as np
 from benchmarks import LOCAL_WHISPER, REAL_SPEECH
 from benchmarks.bench_hard import REPO, centralized, stored_probabilities
 from tools.real_speech import clips_of, speaker_folds, write_fold, write_recording
-from whisper_example.audio import decode, to_pcm16
-from whisper_example.cache import DiskCache
-from whisper_example.clips import in_memory_clips
 from whisper_example.config import DEFAULT_KEYWORDS, default_values
-from whisper_example.encoder import default_device
+from whisper_example.data.audio import decode, to_pcm16
+from whisper_example.data.clips import in_memory_clips
+from whisper_example.inference.spotter import (
+    DEFAULT_HOP,
+    DEFAULT_THRESHOLD,
+    KeywordSpotter,
+    Matches,
+    cut_windows,
+    match,
+)
+from whisper_example.model.encoder import default_device
 from whisper_example.plots import OperatingPoint, draw_det
-from whisper_example.spotter import DEFAULT_HOP, DEFAULT_THRESHOLD, KeywordSpotter, Matches, cut_windows, match
+from whisper_example.system.disk_cache import DiskCache
 
 SWEEP = [0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95]
 MIXED_KEYWORDS, MIXED_OTHERS, MIXED_SLOT_S = 30, 10, 2.5
@@ -157,7 +164,7 @@ def test_of(run_dir: str) -> dict:
 def federated_run(folder: Path, out: Path, common: dict, seed: int, options: dict) -> dict:
     """One in-process federation on ``folder``'s train split; its run folder and test."""
     from tools.federation import run_in_process
-    from whisper_example.partitions import count_partitions
+    from whisper_example.data.partitions import count_partitions
 
     done = [p.parent for p in out.glob("*/*/results.json") if json.loads(p.read_text())["status"] == "completed"]
     if not done:

@@ -95,13 +95,13 @@ def run_case(spec: dict) -> None:
     import numpy as np
     import torch
 
-    from whisper_example.cache import DiskCache
     from whisper_example.config import RunConfig, default_values
-    from whisper_example.encoder import Encoder, default_device
-    from whisper_example.features import clip_features
-    from whisper_example.head import build_head
-    from whisper_example.prepare import prepare_split
-    from whisper_example.training import evaluate_head, train_head
+    from whisper_example.data.preparation import prepare_split
+    from whisper_example.model.encoder import Encoder, default_device
+    from whisper_example.model.features import clip_features
+    from whisper_example.model.head import build_head
+    from whisper_example.model.training import evaluate_head, train_head
+    from whisper_example.system.disk_cache import DiskCache
 
     class RandomFeatures(Encoder):
         """The real Encoder's shapes, store folder and batches, with random features (no model)."""

@@ -41,13 +41,13 @@ if "--task" in sys.argv:  # a child: what a ClientApp imports (transformers only
     import pyarrow as pa
     import torch
 
-    from whisper_example.cache import DiskCache
-    from whisper_example.clips import CLIP_SCHEMA, Clips, class_of, in_memory_clips, iter_batches
     from whisper_example.config import RunConfig, default_values
-    from whisper_example.encoder import Encoder, default_device
-    from whisper_example.features import clip_features
-    from whisper_example.head import build_head, head_state
-    from whisper_example.training import train_head
+    from whisper_example.data.clips import CLIP_SCHEMA, Clips, class_of, in_memory_clips, iter_batches
+    from whisper_example.model.encoder import Encoder, default_device
+    from whisper_example.model.features import clip_features
+    from whisper_example.model.head import build_head, head_state
+    from whisper_example.model.training import train_head
+    from whisper_example.system.disk_cache import DiskCache
 
 BATCH, MB, STORE_GB = 8, 2**20, 100.0
 VARIANTS = {  # name: (encoder frames, encoder precision, features stored?, epochs timed)
@@ -110,7 +110,7 @@ def setup(args: argparse.Namespace, work: Path) -> dict:
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     from tools.synthetic import DEFAULT_WORDS, make_long_recording, make_speech_commands_folder
-    from whisper_example.audio import decode, fit_to_clip, to_pcm16
+    from whisper_example.data.audio import decode, fit_to_clip, to_pcm16
 
     folder, note, times, started = Path(args.model_name).expanduser(), "", {}, time.perf_counter()
     if args.model_name.startswith(("/", ".", "~")) and not [*folder.glob("*.safetensors"), *folder.glob("*.bin")]:
@@ -190,9 +190,9 @@ def speed(args: argparse.Namespace, work: Path) -> dict:
 
 def predict(args: argparse.Namespace, work: Path) -> dict:
     """KeywordSpotter.scan over the 60-s recording, loaded from a run folder holding a random head."""
-    from whisper_example.audio import decode
-    from whisper_example.runs import RunFolder
-    from whisper_example.spotter import KeywordSpotter
+    from whisper_example.data.audio import decode
+    from whisper_example.inference.spotter import KeywordSpotter
+    from whisper_example.runs.folder import RunFolder
 
     audio, result = decode(work / "long.wav"), {}
     for frames in (50, 1500):

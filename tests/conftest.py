@@ -22,12 +22,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-from whisper_example.audio import SAMPLE_RATE, to_pcm16  # noqa: E402
-from whisper_example.cache import DiskCache  # noqa: E402
-from whisper_example.clips import Clips, in_memory_clips  # noqa: E402
 from whisper_example.config import RunConfig, default_values  # noqa: E402
-from whisper_example.encoder import Encoder  # noqa: E402
-from whisper_example.features import clip_features  # noqa: E402
+from whisper_example.data.audio import SAMPLE_RATE, to_pcm16  # noqa: E402
+from whisper_example.data.clips import Clips, in_memory_clips  # noqa: E402
+from whisper_example.model.encoder import Encoder  # noqa: E402
+from whisper_example.model.features import clip_features  # noqa: E402
+from whisper_example.system.disk_cache import DiskCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"

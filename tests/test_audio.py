@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import wav_bytes
 
-from whisper_example.audio import SAMPLE_RATE, AudioError, decode, fit_to_clip
+from whisper_example.data.audio import SAMPLE_RATE, AudioError, decode, fit_to_clip
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])

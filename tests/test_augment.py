@@ -5,11 +5,11 @@ import numpy as np
 import torch
 from conftest import CountingEncoder, run_config
 
-from whisper_example.audio import SAMPLE_RATE, to_pcm16
-from whisper_example.augment import AugmentedClips, OneVersionPerPass, training_features, word_extent
-from whisper_example.cache import DiskCache
-from whisper_example.clips import in_memory_clips
-from whisper_example.features import clip_features
+from whisper_example.data.audio import SAMPLE_RATE, to_pcm16
+from whisper_example.data.clips import in_memory_clips
+from whisper_example.model.augment import AugmentedClips, OneVersionPerPass, training_features, word_extent
+from whisper_example.model.features import clip_features
+from whisper_example.system.disk_cache import DiskCache
 
 
 def clips_with_silence(count: int = 6):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from whisper_example.cache import DiskCache, tmp_name, touch
+from whisper_example.system.disk_cache import DiskCache, tmp_name, touch
 
 
 def entry(root: Path, name: str, size: int, age: float) -> Path:

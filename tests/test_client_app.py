@@ -14,14 +14,15 @@ import soundfile
 from conftest import TEST_KEYWORDS, TINY_HIDDEN, run_and_list_heavy_imports, small_config, wav_bytes
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from whisper_example import client_app, memory
-from whisper_example.audio import SAMPLE_RATE, resample
-from whisper_example.encoder import load_encoder
-from whisper_example.head import build_head, head_state
-from whisper_example.memo import forget_all
-from whisper_example.node_data import node_clips, split_for_evaluation
-from whisper_example.partitions import count_partitions, partition_rows
-from whisper_example.strategy import failure_of
+from whisper_example import client_app
+from whisper_example.data.audio import SAMPLE_RATE, resample
+from whisper_example.data.node_data import node_clips, split_for_evaluation
+from whisper_example.data.partitions import count_partitions, partition_rows
+from whisper_example.federation.strategy import failure_of
+from whisper_example.model.encoder import load_encoder
+from whisper_example.model.head import build_head, head_state
+from whisper_example.system import memory_budget as memory
+from whisper_example.system.process_memo import forget_all
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 SPEAKERS = 3  # speakers per node: the 12-speaker folder makes 3 SuperNodes

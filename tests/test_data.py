@@ -7,14 +7,14 @@ import pyarrow as pa
 import pytest
 from conftest import TEST_WORDS, run_and_list_heavy_imports, run_config, small_config
 
-from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE, to_pcm16
-from whisper_example.clips import CLIP_SCHEMA, Clips, clip_batch
 from whisper_example.config import SILENCE
-from whisper_example.memo import forget_all
-from whisper_example.node_data import node_clips, split_for_evaluation
-from whisper_example.partitions import count_partitions, partition_rows
-from whisper_example.prepare import prepare_rows, prepare_split, silence_crops
-from whisper_example.sources import DataSourceError, _load_hub, load_source
+from whisper_example.data.audio import CLIP_SAMPLES, SAMPLE_RATE, to_pcm16
+from whisper_example.data.clips import CLIP_SCHEMA, Clips, clip_batch
+from whisper_example.data.node_data import node_clips, split_for_evaluation
+from whisper_example.data.partitions import count_partitions, partition_rows
+from whisper_example.data.preparation import prepare_rows, prepare_split, silence_crops
+from whisper_example.data.sources import DataSourceError, _load_hub, load_source
+from whisper_example.system.process_memo import forget_all
 
 
 def words_and_speakers(source: str) -> dict[str, list[tuple[str, str | None]]]:
@@ -195,7 +195,7 @@ def test_a_preprocessed_partition_loads_without_datasets_or_audio_decoders(
     speech_disk: Path, partitions: list[Path]
 ) -> None:
     printed, heavy = run_and_list_heavy_imports(
-        "from whisper_example.node_data import node_clips; from conftest import run_config; "
+        "from whisper_example.data.node_data import node_clips; from conftest import run_config; "
         f"print(len(node_clips({{'local-data': '{partitions[1]}'}}, run_config())))"
     )
     simulated = node_clips({"partition-id": 1, "num-partitions": 3}, run_config(dataset=str(speech_disk)))

@@ -7,9 +7,9 @@ import numpy as np
 from conftest import small_config
 
 from tools.dataset_plots import LABEL_DISTRIBUTION, PARTITION_SIZES, main, node_class_counts
-from whisper_example.clips import class_of
-from whisper_example.partitions import count_partitions, partition_rows
-from whisper_example.prepare import silence_count
+from whisper_example.data.clips import class_of
+from whisper_example.data.partitions import count_partitions, partition_rows
+from whisper_example.data.preparation import silence_count
 
 
 def test_counts_are_the_partitions_words_plus_their_silence(speech_folder: Path, tmp_path: Path) -> None:

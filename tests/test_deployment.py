@@ -28,8 +28,8 @@ from tools.harness import (
     make_tls_files,
     port_listening,
 )
-from whisper_example.node_data import node_clips, read_partition, split_for_evaluation
-from whisper_example.sources import DataSourceError
+from whisper_example.data.node_data import node_clips, read_partition, split_for_evaluation
+from whisper_example.data.sources import DataSourceError
 
 GIB = 2**30
 RUN_TIMEOUT = 420

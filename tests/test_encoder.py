@@ -16,11 +16,11 @@ from conftest import (
     tones,
 )
 
-from whisper_example.cache import DiskCache
-from whisper_example.encoder import Encoder, ModelError, encoding_batch_size, load_encoder, whisper_config
-from whisper_example.features import clip_features
-from whisper_example.head import build_head
-from whisper_example.training import train_head
+from whisper_example.model.encoder import Encoder, ModelError, encoding_batch_size, load_encoder, whisper_config
+from whisper_example.model.features import clip_features
+from whisper_example.model.head import build_head
+from whisper_example.model.training import train_head
+from whisper_example.system.disk_cache import DiskCache
 
 
 def config_for(model: Path, cache: Path, **overrides: object):
@@ -175,7 +175,7 @@ def test_storing_features_never_evicts_the_clips_being_read(
 ) -> None:
     from conftest import small_config
 
-    from whisper_example.prepare import prepare_split
+    from whisper_example.data.preparation import prepare_split
 
     config = small_config(speech_folder, tiny_whisper, tmp_path, **{"encoder-precision": "float32"})
     clips = prepare_split(config, "train", progress=False)

@@ -17,7 +17,7 @@ import soundfile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from whisper_example.audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioError, decode, to_mono_16k
+from whisper_example.data.audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioError, decode, to_mono_16k
 
 # A per-example deadline turns a pathological input (a header rate that makes a huge
 # resampling filter) into a failure instead of a slow suite.

@@ -9,8 +9,8 @@ from pathlib import Path
 from conftest import REPO, run_config
 
 from whisper_example.config import default_values
-from whisper_example.head import build_head
-from whisper_example.runs import HEAD_SETTINGS, save_head
+from whisper_example.model.head import build_head
+from whisper_example.runs.folder import HEAD_SETTINGS, save_head
 
 
 def test_a_wheel_installed_elsewhere_loads_a_head_and_predicts(tiny_whisper: Path, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_a_wheel_installed_elsewhere_loads_a_head_and_predicts(tiny_whisper: Pat
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=300)
     probe = (
         "import json, numpy, whisper_example\n"
-        "from whisper_example.spotter import KeywordSpotter\n"
+        "from whisper_example.inference.spotter import KeywordSpotter\n"
         f"spotter = KeywordSpotter.load({str(checkpoint)!r})\n"
         "scores = spotter.predict(numpy.zeros(16000, numpy.float32), 16000)\n"
         "print(json.dumps([whisper_example.__file__, spotter.config.batch_size, sorted(scores)]))"

@@ -12,10 +12,10 @@ from test_client_app import context, instruction, metrics
 
 from tools.federation import InProcessGrid, server_context
 from whisper_example import client_app, server_app
-from whisper_example.messages import PERSONAL_METRICS
-from whisper_example.partitions import count_partitions
-from whisper_example.personal import CLASSIFIER, KEPT
-from whisper_example.runs import load_checkpoint
+from whisper_example.data.partitions import count_partitions
+from whisper_example.federation.messages import PERSONAL_METRICS
+from whisper_example.federation.personal import CLASSIFIER, KEPT
+from whisper_example.runs.folder import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 

@@ -14,9 +14,9 @@ from test_client_app import context, instruction
 from tools.federation import InProcessGrid, server_context
 from tools.harness import run_simulation
 from whisper_example import client_app, server_app
-from whisper_example.messages import KEY_CLIPPING_NORM
-from whisper_example.partitions import count_partitions
-from whisper_example.strategy import RunFailed
+from whisper_example.data.partitions import count_partitions
+from whisper_example.federation.messages import KEY_CLIPPING_NORM
+from whisper_example.federation.strategy import RunFailed
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 
@@ -76,7 +76,7 @@ def test_a_node_asked_to_clip_sends_an_update_no_longer_than_the_norm(
 def test_without_dp_nothing_of_it_is_imported() -> None:
     code = (
         "from conftest import run_config\n"
-        "from whisper_example.strategy import build_strategy\n"
+        "from whisper_example.federation.strategy import build_strategy\n"
         "build_strategy(run_config(), num_nodes=10)\n"
         "import sys; print('dp_accounting' in sys.modules)"
     )

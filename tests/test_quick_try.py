@@ -14,7 +14,7 @@ from conftest import REPO, results_of
 
 from tools.harness import run_simulation
 from whisper_example.config import DEFAULT_KEYWORDS
-from whisper_example.spotter import Detection, precision_recall
+from whisper_example.inference.spotter import Detection, precision_recall
 
 SPEAKERS = 40  # as the README's quick try
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import REPO, simulation_config
 
 from tools.harness import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted, run_simulation
-from whisper_example.partitions import count_partitions
+from whisper_example.data.partitions import count_partitions
 
 
 def test_a_simulation_attached_to_a_two_node_ray_cluster_runs_clientapps_on_both_nodes(

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import run_config
 
-from whisper_example.records import Clients, RoundRecord
-from whisper_example.runs import CheckpointError, RunFolder, load_checkpoint
+from whisper_example.federation.round_record import Clients, RoundRecord
+from whisper_example.runs.folder import CheckpointError, RunFolder, load_checkpoint
 
 
 def head(value: float) -> dict[str, torch.Tensor]:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from conftest import REPO, TEST_KEYWORDS, TINY_HIDDEN, head_parameters, results_of, run_config
 
-from whisper_example.node_data import node_clips, read_partition
-from whisper_example.runs import load_checkpoint
+from whisper_example.data.node_data import node_clips, read_partition
+from whisper_example.runs.folder import load_checkpoint
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,10 @@ from conftest import TINY_HIDDEN, results_of, simulation_config
 from tools.federation import InProcessGrid, server_context
 from whisper_example import server_app
 from whisper_example.config import STRATEGIES, RunConfig
-from whisper_example.head import build_head
-from whisper_example.partitions import count_partitions
-from whisper_example.runs import load_checkpoint
-from whisper_example.strategy import RunFailed
+from whisper_example.data.partitions import count_partitions
+from whisper_example.federation.strategy import RunFailed
+from whisper_example.model.head import build_head
+from whisper_example.runs.folder import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 

@@ -11,9 +11,9 @@ import torch
 from conftest import REPO, TINY_HIDDEN, head_parameters, results_of, simulation_config
 
 from tools.harness import app_with_clientapp, run_simulation
-from whisper_example.head import build_head
-from whisper_example.partitions import count_partitions
-from whisper_example.runs import load_checkpoint
+from whisper_example.data.partitions import count_partitions
+from whisper_example.model.head import build_head
+from whisper_example.runs.folder import load_checkpoint
 
 RAISING_CLIENTAPP = '''"""Written by tests/test_simulation.py: the real ClientApp, but node 0 raises in round 2
 and node 1 is hostile: every round it sends its head x -1000, claiming 10**9 examples."""

@@ -14,9 +14,15 @@ from flwr.serverapp import strategy as flower
 
 from tests.conftest import run_config
 from whisper_example.config import STRATEGIES
-from whisper_example.messages import error_reply
-from whisper_example.strategy import GuardedStrategy, RunFailed, _medians_of_others, build_strategy, failed_nodes
-from whisper_example.training import learning_rate_at
+from whisper_example.federation.messages import error_reply
+from whisper_example.federation.strategy import (
+    GuardedStrategy,
+    RunFailed,
+    _medians_of_others,
+    build_strategy,
+    failed_nodes,
+)
+from whisper_example.model.training import learning_rate_at
 
 HEAD = {"0.weight": np.zeros((4, 3), np.float32), "0.bias": np.zeros(4, np.float32)}
 FLOWER_CLASS = {

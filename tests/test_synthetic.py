@@ -25,7 +25,7 @@ from tools.synthetic import (
     speech_commands_features,
     synthesize_word,
 )
-from whisper_example.sources import BACKGROUND_NOISE
+from whisper_example.data.sources import BACKGROUND_NOISE
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ("yes", "go", "marvin")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from whisper_example.records import RoundRecord
-from whisper_example.tracking import TrackerUnavailable, flatten_metrics, open_tracker
+from whisper_example.federation.round_record import RoundRecord
+from whisper_example.runs.tracking import TrackerUnavailable, flatten_metrics, open_tracker
 
 ENTRY = {  # a round as results.json has it
     "round": 2,

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 
-from whisper_example.clips import class_of
 from whisper_example.config import SILENCE, RunConfig, add_config_options, config_from_options
-from whisper_example.partitions import count_partitions, partition_rows
+from whisper_example.data.clips import class_of
+from whisper_example.data.partitions import count_partitions, partition_rows
+from whisper_example.data.preparation import silence_count
+from whisper_example.data.sources import DataSourceError, is_silence, load_source
 from whisper_example.plots import figure, save
-from whisper_example.prepare import silence_count
-from whisper_example.sources import DataSourceError, is_silence, load_source
 
 OPTIONS = ("dataset", "dataset-subset", "keywords", "speakers-per-node", "silence-fraction")
 PARTITION_SIZES = "partition_sizes.png"

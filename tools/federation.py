@@ -22,7 +22,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.serverapp import Grid
 
 from whisper_example import client_app
-from whisper_example.messages import ERROR_RECORD
+from whisper_example.federation.messages import ERROR_RECORD
 
 
 def _scaled(reply: Message, rng: np.random.Generator) -> Message:

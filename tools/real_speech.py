@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from tools.synthetic import TESTING_LIST, VALIDATION_LIST, write_wav
-from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE, decode
-from whisper_example.augment import word_extent
-from whisper_example.sources import BACKGROUND_NOISE
+from whisper_example.data.audio import CLIP_SAMPLES, SAMPLE_RATE, decode
+from whisper_example.data.sources import BACKGROUND_NOISE
+from whisper_example.model.augment import word_extent
 
 FADE = SAMPLE_RATE // 100  # 10 ms: clips and noise cross-fade, so no edge clicks where they meet
 NOISE_DBFS = (-50.0, -30.0)  # the level of a recording's noise between words (RMS, dB below full scale)

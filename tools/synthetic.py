@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import soundfile as sf
 
-from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE, resample, to_pcm16
 from whisper_example.config import DEFAULT_KEYWORDS, SILENCE
-from whisper_example.sources import BACKGROUND_NOISE
+from whisper_example.data.audio import CLIP_SAMPLES, SAMPLE_RATE, resample, to_pcm16
+from whisper_example.data.sources import BACKGROUND_NOISE
 
 if TYPE_CHECKING:  # datasets is slow to import; only the disk format needs it.
     from datasets import Dataset, Features
@@ -861,7 +861,7 @@ def _simulation_hint(dataset: Path) -> str:
     command that visibly learns on a CPU in minutes: every node in every round, the 1-s
     context, central evaluation; no per-run environment, the run's log streamed."""
     from whisper_example.config import default_values
-    from whisper_example.partitions import count_partitions
+    from whisper_example.data.partitions import count_partitions
 
     per_node = int(default_values()["speakers-per-node"])
     try:
@@ -907,7 +907,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 make_speech_commands_disk(folder, out, seed=args.seed)
     except (ValueError, RuntimeError, FileExistsError) as error:
         raise SystemExit(f"error: {error}") from None
-    from whisper_example.sources import SPLITS, load_source
+    from whisper_example.data.sources import SPLITS, load_source
 
     loaded = load_source(str(out), "")  # the call count_partitions makes: loaded once
     sizes = ", ".join(f"{split} {loaded[split].num_rows}" for split in SPLITS)

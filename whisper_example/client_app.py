@@ -9,32 +9,28 @@ loaded only when clips are still to be encoded. A failure the node can name (bad
 data, model, too little memory) is sent back as the reply's error, on one line.
 """
 
-import copy
 import os
 import time
 from logging import INFO, WARNING
 from pathlib import Path
 
-import numpy as np
-import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 from flwr.common import log
 
-from whisper_example.augment import training_features
-from whisper_example.cache import DiskCache
-from whisper_example.clips import Clips
 from whisper_example.config import ConfigError, RunConfig
-from whisper_example.encoder import Encoder, ModelError, default_device
-from whisper_example.features import clip_features
-from whisper_example.head import build_head, load_head_state
-from whisper_example.memory import MemoryLimitError, require
-from whisper_example.messages import KEY_CLIPPING_NORM, error_reply
-from whisper_example.node_data import node_clips, split_for_evaluation
-from whisper_example.personal import keep_classifier, shared_part, with_kept_classifier
-from whisper_example.sources import DataSourceError
-from whisper_example.training import evaluate_head, train_head, training_memory
+from whisper_example.data.node_data import node_clips, split_for_evaluation
+from whisper_example.data.sources import DataSourceError
+from whisper_example.federation.messages import KEY_CLIPPING_NORM, error_reply
+from whisper_example.federation.personal import keep_classifier, personal_head, shared_part, with_kept_classifier
+from whisper_example.model.augment import training_features
+from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model.features import clip_features
+from whisper_example.model.head import build_head, load_head_state
+from whisper_example.model.training import evaluate_head, too_little_to_train, train_head, training_memory
+from whisper_example.system.disk_cache import DiskCache
+from whisper_example.system.memory_budget import MemoryLimitError, require
 
 app = ClientApp()
 
@@ -55,15 +51,6 @@ def _node(msg: Message, context: Context):
     slices = split_for_evaluation(len(clips), config.eval_fraction, config.seed)
     head = load_head_state(build_head(config), msg.content["arrays"].to_torch_state_dict())
     return config, clips, slices, head
-
-
-def too_little_to_train(config: RunConfig, labels: np.ndarray) -> str | None:
-    """Why these clips cannot train a head, or None: too few to fill two batches, or a single
-    class (training would only teach the head to always answer it)."""
-    classes = len(np.unique(labels))
-    if len(labels) < 2 * config.batch_size or classes < 2:
-        return f"{len(labels)} clips of {classes} class(es); it takes {2 * config.batch_size} clips of >= 2 classes"
-    return None
 
 
 def _round_rate(msg: Message) -> float:
@@ -132,7 +119,7 @@ def train(msg: Message, context: Context) -> Message:
 def _train(msg: Message, context: Context) -> tuple[Message, float]:
     config, clips, slices, head = _node(msg, context)
     indices = slices[TRAINING]
-    if reason := too_little_to_train(config, clips.labels[indices]):
+    if reason := too_little_to_train(clips.labels[indices], config.batch_size):
         log(INFO, "not training: %s", reason)  # the strategy leaves this reply out of the average
         metrics = {"trained": 0, "num-examples": len(indices), "skipped-clips": clips.skipped}
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), 0.0
@@ -193,7 +180,17 @@ def _evaluate(msg: Message, context: Context) -> tuple[Message, float]:
         result = evaluate_head(head, features, config.num_classes, device=device)
         metrics |= {"eval-loss": result.loss, "eval-accuracy": result.accuracy}
         if config.personalize != "none":
-            own, fallback = _personal_head(msg, context, config, clips, slices[TRAINING], head, encoder, cache, device)
+            train = slices[TRAINING]
+            own, fallback = personal_head(
+                config,
+                head,
+                context.state,
+                clips.labels[train],
+                lambda: clip_features(clips, train, encoder, cache, report=_report),
+                round_config=msg.content["config"],
+                seed=_seed(config, msg, context, purpose=1),
+                device=device,
+            )
             personal = evaluate_head(own, features, config.num_classes, device=device)
             metrics |= {
                 "personal-loss": personal.loss,
@@ -202,35 +199,3 @@ def _evaluate(msg: Message, context: Context) -> tuple[Message, float]:
             }
         computing = time.monotonic() - started
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg), computing
-
-
-def _personal_head(
-    msg: Message,
-    context: Context,
-    config: RunConfig,
-    clips: Clips,
-    train_indices: np.ndarray,
-    head: torch.nn.Module,
-    encoder: Encoder,
-    cache: DiskCache,
-    device: str,
-) -> tuple[torch.nn.Module, bool]:
-    """This node's own head and whether it had to fall back to the global one: the received
-    head fine-tuned on the node's training slice (``finetune``), or the received head with
-    the node's kept classifier (``local-classifier``; none kept: the global head)."""
-    if config.personalize == "local-classifier":
-        own = copy.deepcopy(head)
-        return own, not with_kept_classifier(own, context.state)
-    if too_little_to_train(config, clips.labels[train_indices]):
-        return head, True  # what training refuses, fine-tuning refuses too
-    own = copy.deepcopy(head)
-    train_head(
-        own,
-        clip_features(clips, train_indices, encoder, cache, report=_report),
-        epochs=config.personal_epochs,
-        learning_rate=_round_rate(msg),  # the round's, as in training
-        batch_size=config.batch_size,
-        seed=_seed(config, msg, context, purpose=1),
-        device=device,
-    )
-    return own, False

@@ -28,7 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from whisper_example.audio import SAMPLE_RATE
+from whisper_example.data.audio import SAMPLE_RATE
 
 ACCURACY_LOSS = "accuracy_loss.png"
 CONFUSION_MATRIX = "confusion_matrix.png"

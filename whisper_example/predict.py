@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from whisper_example.audio import SAMPLE_RATE, AudioError, decode
 from whisper_example.config import ConfigError
-from whisper_example.encoder import ModelError
+from whisper_example.data.audio import SAMPLE_RATE, AudioError, decode
+from whisper_example.inference.spotter import CLIP_LIMIT, DEFAULT_HOP, DEFAULT_THRESHOLD, KeywordSpotter
+from whisper_example.model.encoder import ModelError
 from whisper_example.plots import draw_detections
-from whisper_example.runs import CheckpointError
-from whisper_example.spotter import CLIP_LIMIT, DEFAULT_HOP, DEFAULT_THRESHOLD, KeywordSpotter
+from whisper_example.runs.folder import CheckpointError
 
 
 def _analyse(spotter: KeywordSpotter, file: str, args: argparse.Namespace) -> dict[str, object]:

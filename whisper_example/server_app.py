@@ -16,21 +16,21 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from whisper_example.cache import DiskCache
 from whisper_example.config import ConfigError, RunConfig
-from whisper_example.encoder import Encoder, ModelError, default_device
-from whisper_example.features import clip_features
-from whisper_example.head import build_head, count_parameters, head_state, load_head_state
-from whisper_example.memory import MemoryLimitError
+from whisper_example.data.preparation import prepare_split
+from whisper_example.data.sources import DataSourceError
+from whisper_example.federation.privacy import privacy_summary
+from whisper_example.federation.resume_state import capture, missing_state, restore
+from whisper_example.federation.strategy import RunFailed, build_strategy
+from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model.features import clip_features
+from whisper_example.model.head import build_head, count_parameters, head_state, load_head_state
+from whisper_example.model.training import evaluate_head
 from whisper_example.plots import draw_run_plots
-from whisper_example.prepare import prepare_split
-from whisper_example.privacy import privacy_summary
-from whisper_example.resume_state import capture, missing_state, restore
-from whisper_example.runs import CheckpointError, RunFolder
-from whisper_example.sources import DataSourceError
-from whisper_example.strategy import RunFailed, build_strategy
-from whisper_example.tracking import TrackerUnavailable, open_tracker
-from whisper_example.training import evaluate_head
+from whisper_example.runs.folder import CheckpointError, RunFolder
+from whisper_example.runs.tracking import TrackerUnavailable, open_tracker
+from whisper_example.system.disk_cache import DiskCache
+from whisper_example.system.memory_budget import MemoryLimitError
 
 app = ServerApp()
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from whisper_example.records import RoundRecord
+from whisper_example.federation.round_record import RoundRecord
 
 log = logging.getLogger(__name__)
 

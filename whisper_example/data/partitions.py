@@ -6,8 +6,8 @@ speaker and belong to no partition. A simulation must have exactly as many Super
 the data makes partitions; a mismatch is an error naming the ``--federation-config`` to use.
 """
 
-from whisper_example.memo import remembered
-from whisper_example.sources import DataSourceError, load_source, speech_rows
+from whisper_example.data.sources import DataSourceError, load_source, speech_rows
+from whisper_example.system.process_memo import remembered
 
 
 @remembered(maxsize=4)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from whisper_example.audio import CLIP_SAMPLES, from_pcm16
 from whisper_example.config import SILENCE
+from whisper_example.data.audio import CLIP_SAMPLES, from_pcm16
 
 DIGEST_BYTES = 16
 CLIP_SCHEMA = pa.schema(

@@ -48,10 +48,10 @@ from flwr.serverapp.strategy import (
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from whisper_example.config import RunConfig
-from whisper_example.messages import KEY_NORM_BIT, TRAIN_METRICS, evaluate_metrics, failure_of, metrics_of
-from whisper_example.privacy import delta_of, epsilon_of, private
-from whisper_example.records import Clients, RoundRecord
-from whisper_example.training import learning_rate_at
+from whisper_example.federation.messages import KEY_NORM_BIT, TRAIN_METRICS, evaluate_metrics, failure_of, metrics_of
+from whisper_example.federation.privacy import delta_of, epsilon_of, private
+from whisper_example.federation.round_record import Clients, RoundRecord
+from whisper_example.model.training import learning_rate_at
 
 COUNT_METRICS = ("num-examples", "trained")
 

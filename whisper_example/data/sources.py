@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from whisper_example.config import SILENCE
-from whisper_example.memo import remembered
+from whisper_example.system.process_memo import remembered
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from whisper_example.cache import DiskCache, gigabytes, reading, tmp_name, touch
-from whisper_example.clips import DIGEST_BYTES, Clips, iter_batches
-from whisper_example.encoder import Encoder
-from whisper_example.memory import require
-from whisper_example.progress import with_progress
+from whisper_example.data.clips import DIGEST_BYTES, Clips, iter_batches
+from whisper_example.model.encoder import Encoder
+from whisper_example.system.disk_cache import DiskCache, gigabytes, reading, tmp_name, touch
+from whisper_example.system.memory_budget import require
+from whisper_example.system.progress import with_progress
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import IO, Any
 import torch
 
 from whisper_example.config import RunConfig, resolve_path
-from whisper_example.records import RoundRecord
+from whisper_example.federation.round_record import RoundRecord
 
 # Keys that may differ between a killed run and its resumption.
 RESUME_MAY_CHANGE = ("resume-from", "num-server-rounds", "central-eval", "log-to")

@@ -1,7 +1,7 @@
 """Which keywords are in this audio? A trained head with its frozen encoder: class
 probabilities for a clip, detections with times in a long recording.
 
-    from whisper_example.spotter import KeywordSpotter
+    from whisper_example.inference.spotter import KeywordSpotter
     spotter = KeywordSpotter.load("~/whisper_example/outputs/2026-11-24/10-00-00")
     spotter.predict(waveform, sample_rate)   # {"yes": 0.97, "no": 0.01, ...}
     spotter.detect(waveform, sample_rate)    # [Detection("yes", 12.3, 13.3, 0.98), ...]
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE, fit_to_clip, to_mono_16k
-from whisper_example.clips import iter_batches
 from whisper_example.config import SILENCE, UNKNOWN, RunConfig, default_values
-from whisper_example.encoder import Encoder, ModelError, default_device
-from whisper_example.head import build_head, load_head_state
-from whisper_example.runs import load_checkpoint
+from whisper_example.data.audio import CLIP_SAMPLES, SAMPLE_RATE, fit_to_clip, to_mono_16k
+from whisper_example.data.clips import iter_batches
+from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model.head import build_head, load_head_state
+from whisper_example.runs.folder import load_checkpoint
 
 CLIP_LIMIT = 1.5 * CLIP_SAMPLES  # longer audio is a recording to scan, not a clip
 DEFAULT_HOP = 0.25  # seconds between windows

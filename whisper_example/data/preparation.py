@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from whisper_example.audio import CLIP_SAMPLES, AudioError, decode, fit_to_clip, to_pcm16
-from whisper_example.cache import DiskCache, gigabytes, reading, tmp_name, touch
-from whisper_example.clips import BYTES_PER_CLIP, CLIP_SCHEMA, Clips, class_of, clip_batch
 from whisper_example.config import SILENCE, RunConfig
-from whisper_example.memo import remembered
-from whisper_example.progress import progress_bar
-from whisper_example.sources import SPLITS, is_silence, load_source, source_fingerprint
+from whisper_example.data.audio import CLIP_SAMPLES, AudioError, decode, fit_to_clip, to_pcm16
+from whisper_example.data.clips import BYTES_PER_CLIP, CLIP_SCHEMA, Clips, class_of, clip_batch
+from whisper_example.data.sources import SPLITS, is_silence, load_source, source_fingerprint
+from whisper_example.system.disk_cache import DiskCache, gigabytes, reading, tmp_name, touch
+from whisper_example.system.process_memo import remembered
+from whisper_example.system.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from whisper_example.audio import CLIP_SAMPLES, SAMPLE_RATE
-from whisper_example.cache import DiskCache
-from whisper_example.clips import DIGEST_BYTES, Clips
 from whisper_example.config import SILENCE
-from whisper_example.encoder import Encoder
-from whisper_example.features import ClipFeatures, clip_features
+from whisper_example.data.audio import CLIP_SAMPLES, SAMPLE_RATE
+from whisper_example.data.clips import DIGEST_BYTES, Clips
+from whisper_example.model.encoder import Encoder
+from whisper_example.model.features import ClipFeatures, clip_features
+from whisper_example.system.disk_cache import DiskCache
 
 AUGMENT_VERSION = 1  # bump when variants change, so stored features of old ones are not reused
 FRAME = SAMPLE_RATE // 100  # 10 ms: a word's extent is found on frames of this size

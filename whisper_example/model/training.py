@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from whisper_example.config import RunConfig
-from whisper_example.encoder import clip_positions
-from whisper_example.head import count_parameters
-from whisper_example.progress import progress_bar
+from whisper_example.model.encoder import clip_positions
+from whisper_example.model.head import count_parameters
+from whisper_example.system.progress import progress_bar
 
 # The recipe, chosen on held-out speakers of the harder generated benchmark (benchmarks/README.md,
 # "bench_hard.py"): with these together (and HEAD_DROPOUT, a cosine schedule, 10 epochs), clip
@@ -47,6 +47,15 @@ def training_memory(config: RunConfig, head: nn.Module) -> dict[str, int]:
         "head and optimizer": 4 * 4 * count_parameters(head),
         "feature batches": 3 * 4 * config.batch_size * frames * (hidden + 2 * head.conv.out_channels),
     }
+
+
+def too_little_to_train(labels: np.ndarray, batch_size: int) -> str | None:
+    """Why clips with these labels cannot train a head, or None: too few to fill two batches,
+    or a single class (training would only teach the head to always answer it)."""
+    classes = len(np.unique(labels))
+    if len(labels) < 2 * batch_size or classes < 2:
+        return f"{len(labels)} clips of {classes} class(es); it takes {2 * batch_size} clips of >= 2 classes"
+    return None
 
 
 def balanced_order(labels: torch.Tensor, generator: torch.Generator) -> np.ndarray:

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from whisper_example.clips import CLIP_SCHEMA, Clips
 from whisper_example.config import RunConfig
-from whisper_example.memo import remembered
-from whisper_example.partitions import partition_rows
-from whisper_example.prepare import node_noise, prepare_rows
-from whisper_example.sources import DataSourceError, load_source
+from whisper_example.data.clips import CLIP_SCHEMA, Clips
+from whisper_example.data.partitions import partition_rows
+from whisper_example.data.preparation import node_noise, prepare_rows
+from whisper_example.data.sources import DataSourceError, load_source
+from whisper_example.system.process_memo import remembered
 
 
 def node_clips(node_config: Mapping[str, object], config: RunConfig) -> Clips:

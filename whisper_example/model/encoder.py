@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from whisper_example.audio import SAMPLE_RATE
 from whisper_example.config import RunConfig
-from whisper_example.memo import remembered
+from whisper_example.data.audio import SAMPLE_RATE
+from whisper_example.system.process_memo import remembered
 
 log = logging.getLogger(__name__)
 

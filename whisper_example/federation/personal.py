@@ -18,8 +18,16 @@ An evaluation reply then also holds ``messages.PERSONAL_METRICS``; the server av
 over nodes like the global head's and records the difference (``personal-gain``).
 """
 
+import copy
+from collections.abc import Callable
+
+import numpy as np
 import torch
-from flwr.app import ArrayRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+
+from whisper_example.config import RunConfig
+from whisper_example.model.features import ClipFeatures
+from whisper_example.model.training import too_little_to_train, train_head
 
 KEPT = "personal-classifier"  # the ArrayRecord in context.state that holds the node's classifier
 CLASSIFIER = "classifier."  # the state-dict prefix of the layer that stays on the node
@@ -42,3 +50,37 @@ def keep_classifier(head: torch.nn.Module, state: RecordDict) -> None:
 def shared_part(trained: dict[str, torch.Tensor], received: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What a ``local-classifier`` node sends: its trained head with the classifier it was sent."""
     return {name: received[name] if name.startswith(CLASSIFIER) else tensor for name, tensor in trained.items()}
+
+
+def personal_head(
+    config: RunConfig,
+    head: torch.nn.Module,
+    state: RecordDict,
+    train_labels: np.ndarray,
+    train_features: Callable[[], ClipFeatures],
+    *,
+    round_config: ConfigRecord,
+    seed: int,
+    device: str,
+) -> tuple[torch.nn.Module, bool]:
+    """This node's own head and whether it had to fall back to the global one: the received
+    ``head`` fine-tuned on the node's training slice at the round's learning rate, which the
+    server sends in ``round_config`` (``finetune``; the features are read only then), or the
+    received head with the node's kept classifier (``local-classifier``; none kept: the global
+    head)."""
+    if config.personalize == "local-classifier":
+        own = copy.deepcopy(head)
+        return own, not with_kept_classifier(own, state)
+    if too_little_to_train(train_labels, config.batch_size):
+        return head, True  # what training refuses, fine-tuning refuses too
+    own = copy.deepcopy(head)
+    train_head(
+        own,
+        train_features(),
+        epochs=config.personal_epochs,
+        learning_rate=float(round_config["learning-rate"]),
+        batch_size=config.batch_size,
+        seed=seed,
+        device=device,
+    )
+    return own, False

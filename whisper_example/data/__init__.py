@@ -1,0 +1,1 @@
+"""Where do the clips come from, and which does each SuperNode hold?"""

@@ -1,0 +1,1 @@
+"""What does a run leave behind? Its folder (config, results, checkpoints) and its streamed metrics."""

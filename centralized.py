@@ -19,15 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from whisper_example.config import ConfigError, add_config_options, config_from_options
+from whisper_example.config import ConfigError, add_config_options, config_from_options, learning_rate_at
 from whisper_example.data.preparation import prepare_split
 from whisper_example.data.sources import SPLITS, DataSourceError
 from whisper_example.federation.round_record import RoundRecord
+from whisper_example.model import ModelError
 from whisper_example.model.augment import training_features
-from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model.encoder import Encoder, default_device
 from whisper_example.model.features import clip_features
 from whisper_example.model.head import build_head, count_parameters, head_state, load_head_state
-from whisper_example.model.training import TrainResult, evaluate_head, learning_rate_at, train_head
+from whisper_example.model.training import TrainResult, evaluate_head, train_head
 from whisper_example.plots import draw_run_plots
 from whisper_example.runs.folder import CheckpointError, RunFolder, load_checkpoint
 from whisper_example.system.disk_cache import DiskCache

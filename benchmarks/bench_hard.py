@@ -48,24 +48,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import LOCAL_WHISPER
-from tools.synthetic import (
-    DEFAULT_KEYWORDS,
-    HARD,
-    HARD_WORDS,
-    NOISE_KINDS,
-    Speaker,
-    assign_speaker_splits,
-    at_snr,
-    faint_floor,
-    make_long_recording,
-    make_noise,
-    make_speakers,
-    make_speech_commands_folder,
-    record_word,
-    synthesize_word,
-)
-from whisper_example.config import default_values
+from tools import LOCAL_WHISPER
+from tools.synthetic_speech.conditions import HARD
+from tools.synthetic_speech.folder import assign_speaker_splits, make_speech_commands_folder
+from tools.synthetic_speech.long_recording import make_long_recording
+from tools.synthetic_speech.noise import NOISE_KINDS, at_snr, faint_floor, make_noise
+from tools.synthetic_speech.recording import record_word
+from tools.synthetic_speech.speakers import Speaker, make_speakers
+from tools.synthetic_speech.speech import synthesize_word
+from tools.synthetic_speech.words import HARD_WORDS
+from whisper_example.config import DEFAULT_KEYWORDS, default_values
 from whisper_example.data.audio import CLIP_SAMPLES, decode, to_pcm16
 from whisper_example.data.clips import in_memory_clips
 from whisper_example.data.preparation import prepare_split

@@ -17,8 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import LOCAL_WHISPER
-from tools.harness import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted, run_simulation
+from tools import LOCAL_WHISPER
+from tools.harness.ray_cluster import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted
+from tools.harness.simulation import run_simulation
 from whisper_example.config import default_values
 from whisper_example.data.partitions import count_partitions
 

@@ -40,12 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import LOCAL_WHISPER, REAL_SPEECH
 from benchmarks.bench_hard import REPO, centralized, stored_probabilities
+from tools import LOCAL_WHISPER, REAL_SPEECH
 from tools.real_speech import clips_of, speaker_folds, write_fold, write_recording
 from whisper_example.config import DEFAULT_KEYWORDS, default_values
 from whisper_example.data.audio import decode, to_pcm16
 from whisper_example.data.clips import in_memory_clips
+from whisper_example.inference.pictures import OperatingPoint, draw_det
 from whisper_example.inference.spotter import (
     DEFAULT_HOP,
     DEFAULT_THRESHOLD,
@@ -55,7 +56,6 @@ from whisper_example.inference.spotter import (
     match,
 )
 from whisper_example.model.encoder import default_device
-from whisper_example.plots import OperatingPoint, draw_det
 from whisper_example.system.disk_cache import DiskCache
 
 SWEEP = [0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95]

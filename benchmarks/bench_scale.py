@@ -42,7 +42,7 @@ import tomllib
 import uuid
 from pathlib import Path
 
-from benchmarks import LOCAL_WHISPER
+from tools import LOCAL_WHISPER
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = LOCAL_WHISPER
@@ -154,7 +154,7 @@ def run_case(spec: dict) -> None:
 
 
 def make_data(plan: list[list]) -> None:
-    from tools.synthetic import make_speech_commands_folder
+    from tools.synthetic_speech.folder import make_speech_commands_folder
 
     for root, speakers in plan:
         make_speech_commands_folder(Path(root), words=WORDS, num_speakers=speakers, cheap=True)

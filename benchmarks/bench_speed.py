@@ -109,7 +109,9 @@ def setup(args: argparse.Namespace, work: Path) -> dict:
     """Clips, the long recording, the reference's stored mels and the d variants' features."""
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-    from tools.synthetic import DEFAULT_WORDS, make_long_recording, make_speech_commands_folder
+    from tools.synthetic_speech.folder import make_speech_commands_folder
+    from tools.synthetic_speech.long_recording import make_long_recording
+    from tools.synthetic_speech.words import DEFAULT_WORDS
     from whisper_example.data.audio import decode, fit_to_clip, to_pcm16
 
     folder, note, times, started = Path(args.model_name).expanduser(), "", {}, time.perf_counter()

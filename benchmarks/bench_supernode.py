@@ -39,9 +39,12 @@ import time
 import tomllib
 from pathlib import Path
 
-from benchmarks import LOCAL_WHISPER
-from tools.harness import Deployment, all_processes
-from tools.synthetic import SPOKEN_WORDS, make_speech_commands_disk, make_speech_commands_folder
+from tools import LOCAL_WHISPER
+from tools.harness.deployment import Deployment
+from tools.harness.teardown import all_processes
+from tools.synthetic_speech.disk import make_speech_commands_disk
+from tools.synthetic_speech.folder import make_speech_commands_folder
+from tools.synthetic_speech.words import SPOKEN_WORDS
 from whisper_example.config import DEFAULT_KEYWORDS
 
 REPO = Path(__file__).resolve().parents[1]

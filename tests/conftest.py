@@ -22,6 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
+from tools import LOCAL_WHISPER  # noqa: E402
 from whisper_example.config import RunConfig, default_values  # noqa: E402
 from whisper_example.data.audio import SAMPLE_RATE, to_pcm16  # noqa: E402
 from whisper_example.data.clips import Clips, in_memory_clips  # noqa: E402
@@ -30,7 +31,7 @@ from whisper_example.model.features import clip_features  # noqa: E402
 from whisper_example.system.disk_cache import DiskCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_WHISPER = REPO.parent / "shared" / "models" / "whisper-tiny.en"
+REAL_WHISPER = LOCAL_WHISPER
 TEST_KEYWORDS = ("yes", "no", "up", "down")
 TEST_WORDS = (*TEST_KEYWORDS, "bed", "cat")
 TINY_HIDDEN = 16  # the tiny Whisper's d_model
@@ -81,7 +82,7 @@ def real_whisper() -> Path:
 @pytest.fixture(scope="session")
 def speech_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Speech Commands archive-layout folder of espeak-ng speech (12 speakers, 3 nodes of 3)."""
-    from tools.synthetic import make_speech_commands_folder
+    from tools.synthetic_speech.folder import make_speech_commands_folder
 
     root = tmp_path_factory.mktemp("speech-commands") / "folder"
     return make_speech_commands_folder(root, words=TEST_WORDS, num_speakers=12, seed=0)
@@ -90,7 +91,7 @@ def speech_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def speech_disk(speech_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same clips as a save_to_disk DatasetDict with the Hub dataset's columns."""
-    from tools.synthetic import make_speech_commands_disk
+    from tools.synthetic_speech.disk import make_speech_commands_disk
 
     return make_speech_commands_disk(speech_folder, tmp_path_factory.mktemp("speech-commands-disk") / "dataset")
 

@@ -9,7 +9,7 @@ import torch
 from conftest import TEST_WORDS, results_of, simulation_config
 
 from tools.federation import InProcessGrid, server_context
-from tools.synthetic import make_speech_commands_folder
+from tools.synthetic_speech.folder import make_speech_commands_folder
 from whisper_example import server_app
 from whisper_example.data.partitions import count_partitions
 from whisper_example.runs.folder import load_checkpoint

@@ -1,9 +1,12 @@
-"""The cache folder never holds more than its limit; the least recently used goes first."""
+"""The cache folder never holds more than its limit; the least recently used goes first;
+an entry appears whole or not at all."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from whisper_example.system.disk_cache import DiskCache, tmp_name, touch
 
@@ -59,3 +62,35 @@ def test_a_zero_limit_caches_nothing(tmp_path: Path) -> None:
     cache = DiskCache(tmp_path, limit_bytes=0)
     assert not cache.enabled and not cache.reserve(1)
     assert "not cached" in cache.summary(10**9)
+
+
+def test_a_new_entry_counts_at_full_size_while_written_and_appears_in_order(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, limit_bytes=1000)
+    rows, keys = tmp_path / "features" / "a" / "s.npy", tmp_path / "features" / "a" / "s.keys"
+    with cache.new_entry([rows, keys], 600) as temps:
+        assert temps == [tmp_name(rows), tmp_name(keys)]
+        assert cache.usage() == 600 and not rows.exists()
+        with cache.locked():
+            assert not cache.reserve(500)  # the entry being written is counted
+        with temps[0].open("r+b") as file:
+            file.write(b"r" * 100)
+            file.truncate()
+        temps[1].write_bytes(b"k")
+    assert rows.read_bytes() == b"r" * 100 and keys.read_bytes() == b"k"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_failure_mid_write_leaves_no_file_behind(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, limit_bytes=1000)
+    rows, keys = tmp_path / "features" / "a" / "s.npy", tmp_path / "features" / "a" / "s.keys"
+    with pytest.raises(OSError, match="disk full"), cache.new_entry([rows, keys], 600) as temps:
+        temps[1].write_bytes(b"k")
+        raise OSError("disk full")
+    assert cache.usage() == 0 and not [path for path in tmp_path.rglob("*") if path.is_file() and path.name != ".lock"]
+
+
+def test_a_new_entry_that_cannot_fit_creates_nothing(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, limit_bytes=1000)
+    with cache.new_entry([tmp_path / "clips" / "big.arrow"], 1001) as temps:
+        assert temps is None
+    assert cache.usage() == 0

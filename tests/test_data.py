@@ -105,7 +105,7 @@ def test_one_second_noise_clips_split_as_listed_and_are_nodes_silence(speech_fol
     """Speech Commands' test archive ships 1-s noise clips, not long recordings."""
     import shutil
 
-    from tools.synthetic import write_wav
+    from tools.synthetic_speech.wav import write_wav
 
     folder = shutil.copytree(speech_folder, tmp_path / "archive")
     shutil.rmtree(folder / "_background_noise_")

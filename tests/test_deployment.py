@@ -19,15 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import REAL_WHISPER, REPO, results_of, run_config, simulation_config
 
-from tools.harness import (
-    Deployment,
-    HarnessError,
-    MemoryGroup,
-    harness_processes,
-    make_supernode_keys,
-    make_tls_files,
-    port_listening,
-)
+from tools.harness.credentials import make_supernode_keys, make_tls_files
+from tools.harness.deployment import Deployment
+from tools.harness.launch import HarnessError, port_listening
+from tools.harness.memory_group import MemoryGroup
+from tools.harness.teardown import harness_processes
 from whisper_example.data.node_data import node_clips, read_partition, split_for_evaluation
 from whisper_example.data.sources import DataSourceError
 

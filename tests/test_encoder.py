@@ -16,8 +16,10 @@ from conftest import (
     tones,
 )
 
-from whisper_example.model.encoder import Encoder, ModelError, encoding_batch_size, load_encoder, whisper_config
-from whisper_example.model.features import clip_features
+from whisper_example.data.clips import DIGEST_BYTES
+from whisper_example.model import ModelError
+from whisper_example.model.encoder import Encoder, encoding_batch_size, load_encoder, whisper_config
+from whisper_example.model.features import FeatureStore, clip_features
 from whisper_example.model.head import build_head
 from whisper_example.model.training import train_head
 from whisper_example.system.disk_cache import DiskCache
@@ -138,6 +140,18 @@ def test_features_that_do_not_fit_the_cache_are_encoded_on_the_fly(tiny_whisper:
     size = sum(path.stat().st_size for path in tmp_path.rglob("*") if path.is_file())
     assert size <= config.cache_limit_bytes
     assert all_features(too_big).shape == (40, 50, TINY_HIDDEN)
+
+
+def test_a_shard_that_fails_mid_write_leaves_no_file_behind(tmp_path: Path) -> None:
+    store = FeatureStore(DiskCache(tmp_path, 10**6), "store", (2, 3))
+
+    def rows():
+        yield torch.ones(1, 2, 3)
+        raise RuntimeError("encoder failed")
+
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        store.add(np.zeros(2, dtype=f"V{DIGEST_BYTES}"), rows())
+    assert not list(store.folder.iterdir())
 
 
 def test_a_cached_node_reads_features_without_transformers(tiny_whisper: Path, tmp_path: Path) -> None:

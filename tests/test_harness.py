@@ -11,13 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from tools.harness import (
-    HarnessError,
-    MemoryGroup,
-    comment_out_federations,
-    declared_federation,
-    format_config_overrides,
-)
+from tools.harness.app_config import comment_out_federations, declared_federation, format_config_overrides
+from tools.harness.launch import HarnessError
+from tools.harness.memory_group import MemoryGroup
 
 
 def memory_group_or_skip(limit: int) -> MemoryGroup:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TINY_HIDDEN, features_of, run_config, tones
 
-from whisper_example.model.encoder import ModelError
+from whisper_example.model import ModelError
 from whisper_example.model.head import build_head, count_parameters, load_head_state
 from whisper_example.model.training import balanced_order, evaluate_head, summarise, train_head
 

@@ -117,3 +117,11 @@ def test_the_command_redraws_a_run(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(run_dir / ACCURACY_LOSS), str(run_dir / PER_CLASS_ACCURACY)]
+
+
+def test_a_det_curve_draws_every_threshold_and_a_point_without_false_alarms(tmp_path: Path) -> None:
+    from whisper_example.inference.pictures import OperatingPoint, draw_det
+
+    points = [OperatingPoint(0.25, 0.02, 40.0), OperatingPoint(0.5, 0.04, 6.0), OperatingPoint(0.9, 0.3, 0.0)]
+    path = draw_det(tmp_path / "det.png", {"a head": points}, marked=0.5)
+    assert matplotlib.image.imread(path).shape[2] == 4  # a PNG with alpha, as every plot here

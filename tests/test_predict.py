@@ -12,7 +12,7 @@ from conftest import TINY_HIDDEN, run_config
 
 from whisper_example.data.audio import SAMPLE_RATE
 from whisper_example.inference.spotter import Detection, KeywordSpotter, precision_recall
-from whisper_example.model.encoder import ModelError
+from whisper_example.model import ModelError
 from whisper_example.model.head import build_head, head_state
 from whisper_example.predict import main
 from whisper_example.runs.folder import RunFolder

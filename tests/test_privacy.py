@@ -12,7 +12,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from test_client_app import context, instruction
 
 from tools.federation import InProcessGrid, server_context
-from tools.harness import run_simulation
+from tools.harness.simulation import run_simulation
 from whisper_example import client_app, server_app
 from whisper_example.data.partitions import count_partitions
 from whisper_example.federation.messages import KEY_CLIPPING_NORM

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, results_of
 
-from tools.harness import run_simulation
+from tools.harness.simulation import run_simulation
 from whisper_example.config import DEFAULT_KEYWORDS
 from whisper_example.inference.spotter import Detection, precision_recall
 

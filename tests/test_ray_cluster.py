@@ -7,7 +7,8 @@ from pathlib import Path
 
 from conftest import REPO, simulation_config
 
-from tools.harness import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted, run_simulation
+from tools.harness.ray_cluster import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted
+from tools.harness.simulation import run_simulation
 from whisper_example.data.partitions import count_partitions
 
 

@@ -10,7 +10,7 @@ import torch
 from conftest import run_config
 
 from whisper_example.federation.round_record import Clients, RoundRecord
-from whisper_example.runs.folder import CheckpointError, RunFolder, load_checkpoint
+from whisper_example.runs.folder import CheckpointError, RunFolder, load_checkpoint, write_atomic
 
 
 def head(value: float) -> dict[str, torch.Tensor]:
@@ -46,6 +46,19 @@ def test_files_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
         os.umask(previous)
     for path in (created.path / "results.json", created.path / "best.pt", created.checkpoints / "round_1.pt"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(run: RunFolder) -> None:
+    before = (run.path / "results.json").read_bytes()
+
+    def write_then_fail(file) -> None:
+        file.write(b"{")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(run.path / "results.json", write_then_fail)
+    assert (run.path / "results.json").read_bytes() == before
+    assert sorted(path.name for path in run.path.iterdir()) == ["config.json", "results.json"]
 
 
 def test_only_the_last_k_checkpoints_are_kept_and_best_follows_validation_accuracy(run: RunFolder) -> None:

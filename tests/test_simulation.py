@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import REPO, TINY_HIDDEN, head_parameters, results_of, simulation_config
 
-from tools.harness import app_with_clientapp, run_simulation
+from tools.harness.app_config import app_with_clientapp
+from tools.harness.simulation import run_simulation
 from whisper_example.data.partitions import count_partitions
 from whisper_example.model.head import build_head
 from whisper_example.runs.folder import load_checkpoint

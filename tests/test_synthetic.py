@@ -13,18 +13,11 @@ import pytest
 import soundfile as sf
 from scipy.signal import correlate
 
-from tools.synthetic import (
-    ESPEAK_VARIANTS,
-    MIN_CLIP_GAP,
-    TESTING_LIST,
-    VALIDATION_LIST,
-    make_long_recording,
-    make_speakers,
-    make_speech_commands_disk,
-    make_speech_commands_folder,
-    speech_commands_features,
-    synthesize_word,
-)
+from tools.synthetic_speech.disk import make_speech_commands_disk, speech_commands_features
+from tools.synthetic_speech.folder import TESTING_LIST, VALIDATION_LIST, make_speech_commands_folder
+from tools.synthetic_speech.long_recording import MIN_CLIP_GAP, make_long_recording
+from tools.synthetic_speech.speakers import ESPEAK_VARIANTS, make_speakers
+from tools.synthetic_speech.speech import synthesize_word
 from whisper_example.data.sources import BACKGROUND_NOISE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,7 +217,8 @@ def test_cli_writes_a_cheap_folder_and_names_the_federation_size(tmp_path: Path)
 
 
 def test_hard_clips_hold_noise_and_words_placed_early_in_the_window(tmp_path: Path) -> None:
-    from tools.synthetic import HARD, record_word
+    from tools.synthetic_speech.conditions import HARD
+    from tools.synthetic_speech.recording import record_word
 
     rng = np.random.default_rng(0)
     word = np.sin(2 * np.pi * 300 * np.arange(4000) / 16000).astype(np.float32)
@@ -244,7 +238,7 @@ def test_hard_clips_hold_noise_and_words_placed_early_in_the_window(tmp_path: Pa
 def test_a_hard_long_recording_keeps_one_speaker_level(tmp_path: Path) -> None:
     """One session: every word within 3 dB of the speaker's level, where dataset clips are
     levelled one by one (0.03-0.7 peak), so that a recording's SNR is the conditions' own."""
-    from tools.synthetic import HARD
+    from tools.synthetic_speech.conditions import HARD
 
     said = {"words": ("yes", "no", "up"), "occurrences": 6, "seconds": 12.0, "seed": 3, "conditions": HARD}
     truth = make_long_recording(tmp_path / "long.wav", **said).truth
@@ -259,7 +253,9 @@ def test_a_hard_long_recording_keeps_one_speaker_level(tmp_path: Path) -> None:
 def test_a_hard_long_recording_reports_the_room_and_the_noise_it_has(tmp_path: Path) -> None:
     """The conditions a recording returns are the ones in its audio: its noise (the recording
     less the same one without noise) lies ``snr_db`` under the words' mean power."""
-    from tools.synthetic import HARD, NOISE_KINDS, room_of
+    from tools.synthetic_speech.conditions import HARD
+    from tools.synthetic_speech.noise import NOISE_KINDS
+    from tools.synthetic_speech.recording import room_of
 
     said = {"words": ("yes", "no", "up"), "occurrences": 6, "seconds": 12.0, "seed": 4, "conditions": HARD}
     noisy = make_long_recording(tmp_path / "long.wav", **said)

@@ -180,7 +180,7 @@ def run_in_process(
 
 def add_model_and_store_arguments(parser: argparse.ArgumentParser) -> None:
     """--model-name and --cache-dir, as every in-process benchmark takes them."""
-    from benchmarks import LOCAL_WHISPER
+    from tools import LOCAL_WHISPER
 
     parser.add_argument("--model-name", default=str(LOCAL_WHISPER))
     parser.add_argument("--cache-dir", type=Path, default=None, help="feature store (default: a temp dir)")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.synthetic import TESTING_LIST, VALIDATION_LIST, write_wav
+from tools.synthetic_speech.folder import TESTING_LIST, VALIDATION_LIST
+from tools.synthetic_speech.wav import write_wav
 from whisper_example.data.audio import CLIP_SAMPLES, SAMPLE_RATE, decode
 from whisper_example.data.sources import BACKGROUND_NOISE
 from whisper_example.model.augment import word_extent

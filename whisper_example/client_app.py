@@ -24,8 +24,9 @@ from whisper_example.data.node_data import node_clips, split_for_evaluation
 from whisper_example.data.sources import DataSourceError
 from whisper_example.federation.messages import KEY_CLIPPING_NORM, error_reply
 from whisper_example.federation.personal import keep_classifier, personal_head, shared_part, with_kept_classifier
+from whisper_example.model import ModelError
 from whisper_example.model.augment import training_features
-from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model.encoder import Encoder, default_device
 from whisper_example.model.features import clip_features
 from whisper_example.model.head import build_head, load_head_state
 from whisper_example.model.training import evaluate_head, too_little_to_train, train_head, training_memory

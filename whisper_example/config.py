@@ -8,6 +8,7 @@ what it accepts, before any data is loaded or any model is built.
 
 import argparse
 import dataclasses
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -211,6 +212,19 @@ def parse_keywords(text: str) -> tuple[str, ...]:
     if reserved:
         raise ValueError(f"{sorted(reserved)} are added automatically; remove them")
     return words
+
+
+def learning_rate_at(schedule: str, base_lr: float, step: int, num_steps: int) -> float:
+    """The learning rate of a round or epoch (``step`` counts from 1 to ``num_steps``).
+
+    ``cosine`` falls from ``base_lr`` along half a cosine, never to 0 (the last step still
+    learns); ``step`` takes a tenth after each third of the steps.
+    """
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / max(1, num_steps)))
+    if schedule == "step":
+        return base_lr * 0.1 ** ((step - 1) // max(1, num_steps // 3))
+    return base_lr
 
 
 def default_values() -> dict[str, object]:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from whisper_example.config import ConfigError
 from whisper_example.data.audio import SAMPLE_RATE, AudioError, decode
+from whisper_example.inference.pictures import draw_detections
 from whisper_example.inference.spotter import CLIP_LIMIT, DEFAULT_HOP, DEFAULT_THRESHOLD, KeywordSpotter
-from whisper_example.model.encoder import ModelError
-from whisper_example.plots import draw_detections
+from whisper_example.model import ModelError
 from whisper_example.runs.folder import CheckpointError
 
 

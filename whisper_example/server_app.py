@@ -22,7 +22,8 @@ from whisper_example.data.sources import DataSourceError
 from whisper_example.federation.privacy import privacy_summary
 from whisper_example.federation.resume_state import capture, missing_state, restore
 from whisper_example.federation.strategy import RunFailed, build_strategy
-from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model import ModelError
+from whisper_example.model.encoder import Encoder, default_device
 from whisper_example.model.features import clip_features
 from whisper_example.model.head import build_head, count_parameters, head_state, load_head_state
 from whisper_example.model.training import evaluate_head

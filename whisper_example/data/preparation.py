@@ -2,9 +2,10 @@
 with silence cropped from the noise recordings; a whole split once onto disk.
 
 A node's clips (a few hundred) are prepared in memory. A whole split (centralized
-training, central evaluation) is prepared once into ``<cache-dir>/clips/`` and
-memory-mapped, so no consumer holds a split in RAM; it is redone when the source, the
-keywords, the silence fraction or the seed change.
+training, central evaluation) is prepared once into ``<cache-dir>/clips/`` (an Arrow
+file, then a ``.json`` beside it with the clips skipped) and memory-mapped, so no
+consumer holds a split in RAM; it is redone when the source, the keywords, the silence
+fraction or the seed change.
 """
 
 import hashlib
@@ -22,7 +23,7 @@ from whisper_example.config import SILENCE, RunConfig
 from whisper_example.data.audio import CLIP_SAMPLES, AudioError, decode, fit_to_clip, to_pcm16
 from whisper_example.data.clips import BYTES_PER_CLIP, CLIP_SCHEMA, Clips, class_of, clip_batch
 from whisper_example.data.sources import SPLITS, is_silence, load_source, source_fingerprint
-from whisper_example.system.disk_cache import DiskCache, gigabytes, reading, tmp_name, touch
+from whisper_example.system.disk_cache import DiskCache, gigabytes, reading, touch
 from whisper_example.system.process_memo import remembered
 from whisper_example.system.progress import progress_bar
 
@@ -149,32 +150,37 @@ def prepare_split(config: RunConfig, split: str, *, progress: bool = True) -> Cl
     ).hexdigest()
     cache = DiskCache.of(config)
     path = config.cache_path / "clips" / f"{split}-{key}.arrow"
-    if path.exists():
+    info = path.with_name(f"{path.name}.json")  # the clips skipped; written last, so the split is complete
+    if info.exists():
         touch(path)
-        return _read_prepared(path, config, split)
+        return _read_prepared(path, config, split, json.loads(info.read_text())["skipped"])
     rows = load_source(source, subset)[split]
     recordings, silence_clips = _silence_rows(rows)
     noise = () if silence_clips else (recordings or noise_recordings(source, subset, "train"))
     estimate = (len(rows) + silence_count(len(rows), config.silence_fraction)) * BYTES_PER_CLIP
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with cache.locked():
-        fits = cache.reserve(estimate)
-        target = tmp_name(path) if fits else Path(tempfile.mkstemp(suffix=".arrow")[1])
-        target.touch()
-    where = cache.summary(estimate) if fits else f"{gigabytes(estimate)} into a temporary file (cache too small)"
-    log.info("preparing the %s split: %d source rows -> %s", split, len(rows), where)
+    held = cache.summary(estimate)  # before the split's own file counts
+    with cache.new_entry([path, info], estimate) as temps:
+        if temps is not None:
+            log.info("preparing the %s split: %d source rows -> %s", split, len(rows), held)
+            skipped = _write_split(temps[0], rows, config, split, noise, silence_clips, progress)
+            temps[1].write_text(json.dumps({"skipped": skipped}))
+    if temps is not None:
+        return _read_prepared(path, config, split, skipped)
+    log.info(
+        "preparing the %s split: %d source rows -> %s into a temporary file (cache too small)",
+        split,
+        len(rows),
+        gigabytes(estimate),
+    )
+    handle, name = tempfile.mkstemp(suffix=".arrow")
+    os.close(handle)
+    target = Path(name)
     try:
         skipped = _write_split(target, rows, config, split, noise, silence_clips, progress)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    if not fits:  # memory-mapped, then unlinked: the space is freed when this process ends
-        clips = _read_prepared(target, config, split, skipped)
+        # Memory-mapped, then unlinked: the space is freed when this process ends.
+        return _read_prepared(target, config, split, skipped)
+    finally:
         target.unlink()
-        return clips
-    (path.parent / f"{path.name}.json").write_text(json.dumps({"skipped": skipped}))
-    os.replace(target, path)
-    return _read_prepared(path, config, split)
 
 
 def _write_split(target: Path, rows, config: RunConfig, split: str, noise, silence_clips, progress: bool) -> int:
@@ -183,22 +189,23 @@ def _write_split(target: Path, rows, config: RunConfig, split: str, noise, silen
     bar = progress_bar(
         total=len(rows), description=f"preparing {split} clips", unit="clip", enabled=progress and len(rows) >= 2000
     )
-    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, CLIP_SCHEMA) as writer:
-        # Split-specific crops: validation and test never share a silence clip with train.
-        seed = [config.seed, SPLITS.index(split)]
-        skipped = _prepare(rows, config.words, noise, config.silence_fraction, seed, writer.write_batch, bar.update)
-        if silence_clips:
-            labels = np.full(len(silence_clips), class_of(SILENCE, config.words))
-            writer.write_batch(clip_batch(to_pcm16(np.stack(silence_clips)), labels))
+    # Opened in place: the cache allocated the file at its estimated size, and it counts so
+    # while it is written; what the estimate left over is cut off at the end.
+    with target.open("r+b") as sink:
+        with pa.ipc.new_file(sink, CLIP_SCHEMA) as writer:
+            # Split-specific crops: validation and test never share a silence clip with train.
+            seed = [config.seed, SPLITS.index(split)]
+            skipped = _prepare(rows, config.words, noise, config.silence_fraction, seed, writer.write_batch, bar.update)
+            if silence_clips:
+                labels = np.full(len(silence_clips), class_of(SILENCE, config.words))
+                writer.write_batch(clip_batch(to_pcm16(np.stack(silence_clips)), labels))
+        sink.truncate()
     bar.close()
     return skipped
 
 
-def _read_prepared(path: Path, config: RunConfig, split: str, skipped: int | None = None) -> Clips:
+def _read_prepared(path: Path, config: RunConfig, split: str, skipped: int) -> Clips:
     table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-    if skipped is None:
-        info = path.parent / f"{path.name}.json"
-        skipped = json.loads(info.read_text())["skipped"] if info.exists() else 0
     clips = Clips(table, tuple(config.class_names), skipped)
     reading(path, clips)
     log.info("%s split: %d clips (%d skipped)", split, len(clips), skipped)

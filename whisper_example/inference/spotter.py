@@ -24,7 +24,8 @@ import torch
 from whisper_example.config import SILENCE, UNKNOWN, RunConfig, default_values
 from whisper_example.data.audio import CLIP_SAMPLES, SAMPLE_RATE, fit_to_clip, to_mono_16k
 from whisper_example.data.clips import iter_batches
-from whisper_example.model.encoder import Encoder, ModelError, default_device
+from whisper_example.model import ModelError
+from whisper_example.model.encoder import Encoder, default_device
 from whisper_example.model.head import build_head, load_head_state
 from whisper_example.runs.folder import load_checkpoint
 

@@ -27,6 +27,7 @@ import torch
 
 from whisper_example.config import RunConfig
 from whisper_example.data.audio import SAMPLE_RATE
+from whisper_example.model import ModelError
 from whisper_example.system.process_memo import remembered
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ HOP_LENGTH = 160  # samples per mel frame at 16 kHz
 CLIP_POSITIONS = SAMPLE_RATE // (HOP_LENGTH * MEL_FRAMES_PER_ENCODER_FRAME)  # 50: a 1-s clip's encoder positions
 STORE_VERSION = 2  # bump when features change meaning, so stored ones are not reused (2: the clip's positions only)
 Waveforms = Callable[[np.ndarray], np.ndarray]  # indices -> (n, 16000) float32 clips
-
-
-class ModelError(ValueError):
-    """A model that is not a Whisper model, or a head that does not fit the run."""
 
 
 def model_identity(model_name: str) -> str:

@@ -14,7 +14,6 @@ when the cache has no room or is off.
 """
 
 import logging
-import os
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -24,13 +23,14 @@ import torch
 
 from whisper_example.data.clips import DIGEST_BYTES, Clips, iter_batches
 from whisper_example.model.encoder import Encoder
-from whisper_example.system.disk_cache import DiskCache, gigabytes, reading, tmp_name, touch
+from whisper_example.system.disk_cache import DiskCache, gigabytes, reading, touch
 from whisper_example.system.memory_budget import require
 from whisper_example.system.progress import with_progress
 
 log = logging.getLogger(__name__)
 
 FEATURE_BYTES = 2  # fp16
+NPY_HEADER_BYTES = 128  # a shard's .npy header (version 1.0, padded to 64 bytes)
 MEMORY_FIX = "lower encoder-frames (e.g. to 50) or give this process more memory"
 
 
@@ -77,29 +77,28 @@ class FeatureStore:
 
     def add(self, digests: np.ndarray, rows: Iterator[torch.Tensor]) -> bool:
         """Write a new shard from ``rows`` (batches in ``digests`` order); False if no room."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"{uuid.uuid4().hex}.npy"
-        tmp = tmp_name(final)
         shape = (len(digests), *self.row_shape)
-        with self.cache.locked():
-            if not self.cache.reserve(len(digests) * self.row_bytes() + 128):
+        nbytes = len(digests) * self.row_bytes()
+        with self.cache.new_entry([final, final.with_suffix(".keys")], nbytes + NPY_HEADER_BYTES) as temps:
+            if temps is None:
                 return False
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        try:
+            rows_tmp, keys_tmp = temps
+            # The header written into the file the cache allocated: open_memmap would recreate
+            # it, and meanwhile another process's reservation would not count it.
+            with rows_tmp.open("r+b") as file:
+                descr = np.lib.format.dtype_to_descr(np.dtype(np.float16))
+                np.lib.format.write_array_header_1_0(file, {"descr": descr, "fortran_order": False, "shape": shape})
+                offset = file.tell()
+                file.truncate(offset + nbytes)
+            array = np.memmap(rows_tmp, dtype=np.float16, mode="r+", offset=offset, shape=shape)
             start = 0
             for batch in rows:
                 array[start : start + len(batch)] = batch.to("cpu", torch.float16).numpy()
                 start += len(batch)
             array.flush()
             del array
-            keys_tmp = tmp_name(final.with_suffix(".keys"))
-            np.ascontiguousarray(digests).tofile(keys_tmp)
-            with self.cache.locked():
-                os.replace(tmp, final)
-                os.replace(keys_tmp, final.with_suffix(".keys"))  # last: the shard is complete
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            np.ascontiguousarray(digests).tofile(keys_tmp)  # renamed last: the shard is complete
         return True
 
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from whisper_example.config import RunConfig
-from whisper_example.model.encoder import ModelError, hidden_size
+from whisper_example.model import ModelError
+from whisper_example.model.encoder import hidden_size
 
 HEAD_CHANNELS = 128
 # Dropout before the classifier, part of the training recipe (training.py) that, as a whole, made

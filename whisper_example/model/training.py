@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from whisper_example.config import RunConfig
+from whisper_example.config import RunConfig, learning_rate_at
 from whisper_example.model.encoder import clip_positions
 from whisper_example.model.head import count_parameters
 from whisper_example.system.progress import progress_bar
@@ -24,19 +24,6 @@ from whisper_example.system.progress import progress_bar
 LABEL_SMOOTHING = 0.1
 MASK_FRAMES = 0.2  # each example hides a random run of up to this share of its encoder positions,
 MASK_CHANNELS = 0.1  # and of its feature channels (SpecAugment's masks, on the stored features)
-
-
-def learning_rate_at(schedule: str, base_lr: float, step: int, num_steps: int) -> float:
-    """The learning rate of a round or epoch (``step`` counts from 1 to ``num_steps``).
-
-    ``cosine`` falls from ``base_lr`` along half a cosine, never to 0 (the last step still
-    learns); ``step`` takes a tenth after each third of the steps.
-    """
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / max(1, num_steps)))
-    if schedule == "step":
-        return base_lr * 0.1 ** ((step - 1) // max(1, num_steps // 3))
-    return base_lr
 
 
 def training_memory(config: RunConfig, head: nn.Module) -> dict[str, int]:

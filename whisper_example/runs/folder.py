@@ -11,7 +11,6 @@ allows, so a killed run can be resumed from its last completed round (``resume-f
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,20 +21,12 @@ import torch
 
 from whisper_example.config import RunConfig, resolve_path
 from whisper_example.federation.round_record import RoundRecord
+from whisper_example.system.disk_cache import replacing
 
 # Keys that may differ between a killed run and its resumption.
 RESUME_MAY_CHANGE = ("resume-from", "num-server-rounds", "central-eval", "log-to")
 # The run config a head needs to be used on audio: saved in every checkpoint.
 HEAD_SETTINGS = ("model-name", "encoder-frames", "encoder-precision", "keywords")
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-FILE_MODE = _file_mode()
 
 
 class CheckpointError(RuntimeError):
@@ -45,17 +36,11 @@ class CheckpointError(RuntimeError):
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write via a temporary file and a rename: a crash leaves the old file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fchmod(file.fileno(), FILE_MODE)  # mkstemp makes 0600 files
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Created by open, the file is as readable as the user's umask allows.
+    with replacing([path]) as (temporary,), temporary.open("wb") as file:
+        write(file)
+        file.flush()
+        os.fsync(file.fileno())  # on disk before the rename makes it the file
     return path
 
 

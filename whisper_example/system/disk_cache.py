@@ -1,19 +1,24 @@
-"""What may the cache folder hold? Its size limit, least-recently-used eviction and a lock.
+"""What may the cache folder hold? Its size limit, least-recently-used eviction, a lock,
+and how a new entry gets in whole.
 
 Everything under ``cache-dir`` counts against ``cache-size-gb``: prepared clips
 (``clips/``, 32 KB per clip) and encoder features (``features/``, up to 1.15 MB per clip).
 An *entry* is the group of files that share a name up to the first dot (a feature shard
-is ``<id>.npy`` plus ``<id>.keys``); its modification time is its last use. Files being
-written end in ``.tmp`` and are counted at their full size, so two processes that
-reserve space at once never overshoot the limit together.
+is ``<id>.npy`` plus ``<id>.keys``); its modification time is its last use.
+
+A new entry (``DiskCache.new_entry``) is written into files named ``<name>.<pid>.tmp``,
+the first created at its full size, so two processes that reserve space at once never
+overshoot the limit together; a crashed writer's files are recognised by their pid and
+removed. Complete, they are renamed into place (``replacing``, which run folders use
+too), so a reader finds a whole file or none.
 """
 
 import fcntl
 import os
 import time
 import weakref
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 GB = 1e9
@@ -34,6 +39,28 @@ def gigabytes(nbytes: float) -> str:
 def tmp_name(path: Path) -> Path:
     """Where ``path`` is written before it is renamed into place (the writer's pid inside)."""
     return path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextmanager
+def replacing(
+    finals: Sequence[Path], lock: Callable[[], AbstractContextManager[object]] = nullcontext
+) -> Iterator[list[Path]]:
+    """The temporary files (``tmp_name``) to write ``finals`` into: when the block ends they
+    are renamed over ``finals`` in order, holding ``lock``; on any exception all are removed.
+
+    A rename replaces a file at once, so a reader (or a crash) finds the old file or the
+    new one, never part of one.
+    """
+    temps = [tmp_name(final) for final in finals]
+    try:
+        yield temps
+        with lock():
+            for temp, final in zip(temps, finals, strict=True):
+                os.replace(temp, final)
+    except BaseException:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise
 
 
 def _writer_alive(tmp: Path) -> bool:
@@ -88,7 +115,8 @@ class DiskCache:
         """Evict least-recently-used entries until ``nbytes`` more fit; False if they cannot.
 
         Call with the lock held, and create the file (at its full size) before releasing
-        it. Entries named in ``keep``, and those this process is reading, stay.
+        it, as ``new_entry`` does. Entries named in ``keep``, and those this process is
+        reading, stay.
         """
         if not self.enabled or nbytes > self.limit:
             return False
@@ -113,6 +141,28 @@ class DiskCache:
                 Path(entry.path).unlink(missing_ok=True)
                 total -= _size(entry)
         return total + nbytes <= self.limit
+
+    @contextmanager
+    def new_entry(self, finals: Sequence[Path], nbytes: int) -> Iterator[list[Path] | None]:
+        """The temporary files to write a new entry's ``finals`` into, or None when ``nbytes``
+        cannot fit (nothing is created then).
+
+        The first is created at ``nbytes`` within the lock that reserved them, so it counts
+        while it is written: open it in place ("r+b"), since opening it anew would empty it.
+        When the block ends they are renamed over ``finals`` in order under the lock, the
+        last marking the entry complete; on any exception all are removed.
+        """
+        finals[0].parent.mkdir(parents=True, exist_ok=True)
+        with self.locked():
+            room = self.reserve(nbytes)
+            if room:
+                with tmp_name(finals[0]).open("wb") as first:
+                    first.truncate(nbytes)
+        if not room:
+            yield None
+            return
+        with replacing(finals, self.locked) as temps:
+            yield temps
 
     def summary(self, nbytes: int) -> str:
         """One line for the log: what is about to be written and what the limit allows."""

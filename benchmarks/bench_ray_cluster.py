@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.runs import REPO
 from tools import LOCAL_WHISPER
 from tools.harness.ray_cluster import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted
 from tools.harness.simulation import run_simulation
 from whisper_example.config import default_values
 from whisper_example.data.partitions import count_partitions
 
-REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"flower's own ray": None, "cluster of 1 node x 2 CPUs": (2, 0), "cluster of 2 nodes x 1 CPU": (1, 1)}
 
 

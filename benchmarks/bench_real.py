@@ -38,127 +38,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.bench_hard import REPO, centralized, stored_probabilities
+from benchmarks.real_detection import SWEEP, detection_counts, fold_recordings, pooled, rates
+from benchmarks.real_report import clip_accuracy, print_summary, spread, test_of
+from benchmarks.runs import REPO, centralized, completed_run
 from tools import LOCAL_WHISPER, REAL_SPEECH
-from tools.real_speech import clips_of, speaker_folds, write_fold, write_recording
-from whisper_example.config import DEFAULT_KEYWORDS, default_values
-from whisper_example.data.audio import decode, to_pcm16
-from whisper_example.data.clips import in_memory_clips
+from tools.real_speech import clips_of, speaker_folds, write_fold
+from whisper_example.config import default_values
+from whisper_example.inference.detection import DEFAULT_THRESHOLD
 from whisper_example.inference.pictures import OperatingPoint, draw_det
-from whisper_example.inference.spotter import (
-    DEFAULT_HOP,
-    DEFAULT_THRESHOLD,
-    KeywordSpotter,
-    Matches,
-    cut_windows,
-    match,
-)
+from whisper_example.inference.spotter import KeywordSpotter
 from whisper_example.model.encoder import default_device
 from whisper_example.system.disk_cache import DiskCache
 
-SWEEP = [0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95]
-MIXED_KEYWORDS, MIXED_OTHERS, MIXED_SLOT_S = 30, 10, 2.5
-OTHERS_SLOT_S = 4.0
 FEDERATED = {"fraction-train": 1.0, "fraction-evaluate": 0.0, "central-eval": True, "num-server-rounds": 10}
-
-
-def fold_recordings(clips: list, folds: dict, fold: int, out: Path) -> dict[str, list]:
-    """The fold's mixed recordings and its recording of other words only, written once:
-    ``{"mixed": [(path, truth)...], "others": [(path, truth)]}``."""
-    index = out / "recordings.json"
-    if index.exists():
-        return {
-            kind: [(Path(path), truth) for path, truth in rows] for kind, rows in json.loads(index.read_text()).items()
-        }
-    rng = np.random.default_rng(fold)
-    mine = [clip for clip in clips if folds[clip.path] == fold]
-    keywords = [mine[i] for i in rng.permutation(len(mine)) if mine[i].word in DEFAULT_KEYWORDS]
-    others = [mine[i] for i in rng.permutation(len(mine)) if mine[i].speaker and mine[i].word not in DEFAULT_KEYWORDS]
-    noise = [clip for clip in mine if clip.speaker is None]
-    made: dict[str, list] = {"mixed": [], "others": []}
-    for number in range(min(len(keywords) // MIXED_KEYWORDS, len(others) // MIXED_OTHERS)):
-        said = keywords[number * MIXED_KEYWORDS : (number + 1) * MIXED_KEYWORDS]
-        said += others[number * MIXED_OTHERS : (number + 1) * MIXED_OTHERS]
-        said = [said[i] for i in rng.permutation(len(said))]
-        path = out / f"mixed_{number}.wav"
-        made["mixed"].append((path, write_recording(path, said, noise, MIXED_SLOT_S, seed=100 * fold + number)))
-    path = out / "others.wav"
-    made["others"].append((path, write_recording(path, others, noise, OTHERS_SLOT_S, seed=100 * fold + 99)))
-    index.write_text(json.dumps({kind: [(str(p), t) for p, t in rows] for kind, rows in made.items()}))
-    return made
-
-
-def window_clips(recordings: list, names: list[str]):
-    """Every 1-s window of the recordings (hop DEFAULT_HOP) as clips, and each recording's window starts (s)."""
-    cut = [cut_windows(decode(path), DEFAULT_HOP) for path, _ in recordings]
-    pcm = to_pcm16(np.concatenate([windows(np.arange(len(starts))) for starts, windows in cut]))
-    return in_memory_clips(pcm, np.zeros(len(pcm), np.int64), names), [starts / 16000 for starts, _ in cut]
-
-
-def detection_counts(spotter: KeywordSpotter, recordings: list, cache: DiskCache) -> dict[float, dict]:
-    """For each threshold of SWEEP: matches over the recordings and their hours."""
-    clips, starts = window_clips(recordings, spotter.config.class_names)
-    probabilities = stored_probabilities(spotter, clips, cache)
-    hours = sum(len(audio_starts) * DEFAULT_HOP + 1 - DEFAULT_HOP for audio_starts in starts) / 3600
-    keywords = set(spotter.keywords.values())
-    counts = {}
-    for threshold in SWEEP:
-        total, at = Matches(0, 0, 0), 0
-        for (_, truth), window_starts in zip(recordings, starts):
-            found = spotter.detections(window_starts, probabilities[at : at + len(window_starts)], threshold)
-            total, at = total + match(found, truth, keywords), at + len(window_starts)
-        counts[threshold] = {"detected": total.detected, "spoken": total.spoken, "matched": total.matched}
-        counts[threshold]["hours"] = hours
-    return counts
-
-
-def pooled(counts: list[dict]) -> dict:
-    """Sums of the counts of several folds' recordings, per threshold."""
-    return {t: {key: sum(c[t][key] for c in counts) for key in counts[0][t]} for t in counts[0]}
-
-
-def rates(count: dict, others: int | None = None) -> dict:
-    detected, spoken, matched, hours = count["detected"], count["spoken"], count["matched"], count["hours"]
-    figures = {
-        "false_alarms": detected - matched,
-        "false_alarms_per_hour": (detected - matched) / hours,
-        "precision": matched / max(1, detected),
-    }
-    if spoken:
-        figures |= {"recall": matched / spoken, "miss_rate": 1 - matched / spoken}
-    if others:
-        figures["false_alarms_per_100_other_words"] = 100 * (detected - matched) / others
-    return figures
-
-
-def spread(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "min": min(values), "max": max(values), "values": values}
-
-
-def clip_accuracy(runs: list[dict]) -> dict:
-    """Accuracy over all folds' test clips (each fold's test accuracy weighted by its clips),
-    and the confusions that cost most."""
-    names = runs[0]["names"]
-    confusion = np.sum([np.asarray(r["confusion"]) for r in runs], axis=0)
-    errors = {
-        f"{names[t]} -> {names[p]}": int(confusion[t, p])
-        for t in range(len(names))
-        for p in range(len(names))
-        if t != p and confusion[t, p]
-    }
-    return {
-        "accuracy": float(np.trace(confusion) / confusion.sum()),
-        "clips": int(confusion.sum()),
-        "errors": dict(sorted(errors.items(), key=lambda item: -item[1])[:8]),
-    }
-
-
-def test_of(run_dir: str) -> dict:
-    results = json.loads((Path(run_dir) / "results.json").read_text())
-    names = json.loads((Path(run_dir) / "config.json").read_text())["keywords"].split(",") + ["_silence_", "_unknown_"]
-    return {"confusion": results["test"]["confusion"], "names": names}
 
 
 def federated_run(folder: Path, out: Path, common: dict, seed: int, options: dict) -> dict:
@@ -166,8 +58,8 @@ def federated_run(folder: Path, out: Path, common: dict, seed: int, options: dic
     from tools.federation import run_in_process
     from whisper_example.data.partitions import count_partitions
 
-    done = [p.parent for p in out.glob("*/*/results.json") if json.loads(p.read_text())["status"] == "completed"]
-    if not done:
+    done = completed_run(out)
+    if done is None:
         values = default_values() | common | FEDERATED | options | {"dataset": str(folder), "seed": seed}
         values |= {"output-dir": str(out)}
         nodes = count_partitions(str(folder), "", int(values["speakers-per-node"]))
@@ -175,8 +67,6 @@ def federated_run(folder: Path, out: Path, common: dict, seed: int, options: dic
         run_in_process(values, nodes)
         print(f"    federated, {nodes} nodes: {time.perf_counter() - started:.0f} s", flush=True)
         (done,) = [p.parent for p in out.glob("*/*/results.json")]
-    else:
-        done = done[0]
     return {"run": str(done)} | test_of(str(done))
 
 
@@ -295,37 +185,6 @@ def main() -> None:
         print(f"plot: {draw_det(args.plot, {args.label: points}, DEFAULT_THRESHOLD)}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
-
-
-def print_summary(out: dict, others_said: int) -> None:
-    accuracy = out["accuracy"]
-    print(
-        f"{out['label']}: clip accuracy {accuracy['mean']:.4f} (min {accuracy['min']:.4f}, max {accuracy['max']:.4f}, "
-        f"spread {100 * (accuracy['max'] - accuracy['min']):.1f} pp) over seeds "
-        + ", ".join(f"{v:.4f}" for v in accuracy["values"])
-    )
-    first = next(iter(out["seeds"].values()))
-    print(f"  most frequent errors (first seed): {first['clips']['errors']}")
-    print(
-        f"  detection (means over seeds; mixed recordings {first['mixed_hours'] * 60:.0f} min, "
-        f"other words only {first['others_hours'] * 60:.0f} min with {others_said} other words):"
-    )
-    for threshold, values in out["at_threshold"].items():
-        mark = " (default)" if threshold == DEFAULT_THRESHOLD else ""
-        print(
-            f"    threshold {threshold}{mark}: precision {values['precision']:.3f}, recall {values['recall']:.3f}, "
-            f"{values['false_alarms_per_hour']:.1f} false alarms/h; other words only: "
-            f"{values['others_false_alarms']:.1f} false alarms, {values['others_false_alarms_per_hour']:.1f}/h, "
-            f"{values['others_false_alarms_per_100_other_words']:.2f} per 100 other words"
-        )
-    if "federated" in out:
-        fed = out["federated"]
-        print(
-            f"  federated on folds {fed['folds']}: {fed['federated']['mean']:.4f} "
-            f"({', '.join(f'{v:.4f}' for v in fed['federated']['values'])}); centralized on the same folds: "
-            f"{fed['centralized']['mean']:.4f}"
-        )
-    print(f"  load average {out['load'][0]:.2f} at start, {out['load'][1]:.2f} at end; {out['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -26,25 +26,27 @@ the child and any worker it starts; sampled peak, and at the end) and memory.max
 (peak of everything charged, page cache of written files included), bytes under the cache
 folder after the case, the store fill time and the pass's clips/s. The parent imports
 only the standard library, so no peak is inherited from it.
+
+Its parts: ``scale_case`` (one case, in its child process), ``scale_report`` (what it prints).
 """
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tomllib
 import uuid
 from pathlib import Path
 
+from benchmarks.runs import REPO
+from benchmarks.scale_case import run_case
+from benchmarks.scale_report import FLAT, GB, print_row, report_flatness
 from tools import LOCAL_WHISPER
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = LOCAL_WHISPER
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "zero", "marvin")
 HIDDEN = 384
@@ -53,104 +55,9 @@ STAND_IN_CONFIG = {  # Whisper-tiny's shape: all that whisper_config() and Encod
     "encoder_attention_heads": 6, "decoder_attention_heads": 6, "vocab_size": 51864,
     "max_source_positions": 1500, "num_mel_bins": 80,
 }  # fmt: skip
-MB, GB, FLAT = 2**20, 1e9, 1.15
 
 
-# --- child: one case ------------------------------------------------------------------------
-
-
-class Sampler(threading.Thread):
-    """Peak RssAnon / VmHWM of this process and total_rss of its memory group, per phase."""
-
-    def __init__(self, group: str | None) -> None:
-        super().__init__(daemon=True)
-        self.stat = Path(group, "memory.stat") if group else None
-        self.phase, self.peaks, self.done = "imports", {}, threading.Event()
-
-    def sample(self) -> dict[str, int]:
-        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-        now = {key: int(status[key].split()[0]) * 1024 for key in ("RssAnon", "VmHWM")}
-        if self.stat:
-            stats = dict(line.split() for line in self.stat.read_text().splitlines())
-            now["group_rss"] = int(stats["total_rss"])
-        peak = self.peaks.setdefault(self.phase, {})
-        for key, value in now.items():
-            peak[key] = max(peak.get(key, 0), value)
-        return now
-
-    def run(self) -> None:
-        while not self.done.wait(0.02):
-            self.sample()
-
-    def mark(self, phase: str) -> dict[str, int]:
-        now = self.sample()
-        self.phase = phase
-        return now
-
-
-def run_case(spec: dict) -> None:
-    sampler = Sampler(spec["group"])
-    sampler.start()
-    started = time.perf_counter()
-    import numpy as np
-    import torch
-
-    from whisper_example.config import RunConfig, default_values
-    from whisper_example.data.preparation import prepare_split
-    from whisper_example.model.encoder import Encoder, default_device
-    from whisper_example.model.features import clip_features
-    from whisper_example.model.head import build_head
-    from whisper_example.model.training import evaluate_head, train_head
-    from whisper_example.system.disk_cache import DiskCache
-
-    class RandomFeatures(Encoder):
-        """The real Encoder's shapes, store folder and batches, with random features (no model)."""
-
-        def encode(self, waveforms, batches):
-            for batch in batches:
-                waveforms(batch)  # read the clips, as the log-mel step does
-                yield torch.randn(len(batch), self.frames, self.hidden, device=self.device)
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = spec["device"] or default_device()
-    changes = {"dataset": spec["data"], "model-name": spec["model"], "encoder-frames": spec["frames"]}
-    changes |= {"cache-dir": spec["cache"], "cache-size-gb": spec["cache_gb"]}
-    config = RunConfig.from_mapping(default_values() | changes)
-    seconds, notes = {"imports": time.perf_counter() - started}, []
-    after_imports = sampler.mark("prepare")
-
-    def timed(phase: str, work):
-        begin = time.perf_counter()
-        value = work()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds[phase] = time.perf_counter() - begin
-        return value
-
-    clips = timed("prepare", lambda: prepare_split(config, "train", progress=False))
-    sampler.mark("fill")
-    all_clips = np.arange(len(clips))
-    encoder = (Encoder if spec["real"] else RandomFeatures)(config, device)
-    fill = lambda: clip_features(clips, all_clips, encoder, DiskCache.of(config), report=notes.append)  # noqa: E731
-    features = timed("fill", fill)
-    sampler.mark("pass")
-    head = build_head(config)
-    if spec["kind"] == "train":
-        train = dict(epochs=1, learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed)
-        timed("pass", lambda: train_head(head, features, **train, device=device))
-    else:  # CentralEvaluator.__call__: evaluate_head with its default batch size
-        timed("pass", lambda: evaluate_head(head, features, config.num_classes, device=device))
-    end = sampler.mark("end")
-    sampler.done.set()
-    peaks = {key: max(p.get(key, 0) for p in sampler.peaks.values()) for key in ("RssAnon", "VmHWM", "group_rss")}
-    result = {
-        "device": device, "clips": len(clips), "path": "on-the-fly" if features.on_the_fly else "store",
-        "seconds": seconds, "notes": notes, "peak_bytes": peaks, "phase_peak_bytes": sampler.peaks,
-        "rss_anon_after_imports": after_imports["RssAnon"], "group_rss_at_end": end.get("group_rss"),
-        "expected_feature_bytes": len(clips) * config.encoder_frames * features.encoder.hidden * 2,
-        "cuda_peak_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
-    }  # fmt: skip
-    Path(spec["out"]).write_text(json.dumps(result, indent=1))
+# --- child: the data folders (one case runs in scale_case.run_case) ---------------------------
 
 
 def make_data(plan: list[list]) -> None:
@@ -287,37 +194,6 @@ def main() -> None:
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"load average {load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end; {time.time() - started:.0f} s")
-
-
-def print_row(r: dict, header: bool) -> None:
-    if header:
-        print(f"device {r['device']}; MB = 2^20 B. anon: peak RssAnon of the case's process (the criterion), +imp: "
-              "above its RssAnon after imports, grp: peak total_rss (anon) of its cgroup,\ncgmax: cgroup max_usage "
-              "(page cache included), fill: store fill (encoding), clips/s: N / s of epoch or evaluation")  # fmt: skip
-        print(f"{'frames':>6} {'N':>6} {'case':<13} {'path':<10} {'anon MB':>8} {'+imp':>6} {'grp MB':>7} "
-              f"{'cgmax MB':>9} {'disk GB':>8} {'feat GB':>8} {'fill s':>7} {'clips/s':>8} {'wall s':>7}")  # fmt: skip
-    peak, nan = r["peak_bytes"], float("nan")  # nan: no memory group
-    grp, cgmax = (peak["group_rss"] or nan) / MB, (r["cgroup_max_usage_bytes"] or nan) / MB
-    print(
-        f"{r['frames']:>6} {r['clips']:>6} {r['kind'] + ('-real' if r['real'] else ''):<13} {r['path']:<10} "
-        f"{peak['RssAnon'] / MB:>8.0f} {(peak['RssAnon'] - r['rss_anon_after_imports']) / MB:>6.0f} "
-        f"{grp:>7.0f} {cgmax:>9.0f} {sum(r['disk_bytes'].values()) / GB:>8.2f} "
-        f"{r['expected_feature_bytes'] / GB:>8.2f} {r['seconds']['fill']:>7.1f} "
-        f"{r['clips'] / r['seconds']['pass']:>8.0f} {r['wall_seconds']:>7.0f}",
-        flush=True,
-    )
-
-
-def report_flatness(results: list[dict], sizes: list[int]) -> dict:
-    """Peak RssAnon at the largest N / at the smallest N, per (frames, case); PASS within FLAT."""
-    peak = {(r["frames"], r["kind"], r["n"]): r["peak_bytes"]["RssAnon"] for r in results if not r["real"]}
-    flatness = {}
-    for frames, kind in dict.fromkeys((f, k) for f, k, _ in peak) if len(sizes) > 1 else ():
-        ratio = peak[frames, kind, sizes[-1]] / peak[frames, kind, sizes[0]]
-        flatness[f"{frames}f-{kind}"] = {"ratio": ratio, "pass": ratio <= FLAT}
-        print(f"flatness {frames:>4} frames {kind:<8}: peak RssAnon N={sizes[-1]} / N={sizes[0]} = {ratio:.3f}  "
-              f"{'PASS' if ratio <= FLAT else 'FAIL'} (<= {FLAT})")  # fmt: skip
-    return flatness
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from benchmarks.runs import REPO
 from tools import LOCAL_WHISPER
 from tools.harness.deployment import Deployment
 from tools.harness.teardown import all_processes
@@ -46,8 +47,6 @@ from tools.synthetic_speech.disk import make_speech_commands_disk
 from tools.synthetic_speech.folder import make_speech_commands_folder
 from tools.synthetic_speech.words import SPOKEN_WORDS
 from whisper_example.config import DEFAULT_KEYWORDS
-
-REPO = Path(__file__).resolve().parents[1]
 
 GIB = 2**30
 LIMITS = {1500: 1.5 * GIB, 50: 1.0 * GIB}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,8 +27,11 @@ from tools import LOCAL_WHISPER  # noqa: E402
 from whisper_example.config import RunConfig, default_values  # noqa: E402
 from whisper_example.data.audio import SAMPLE_RATE, to_pcm16  # noqa: E402
 from whisper_example.data.clips import Clips, in_memory_clips  # noqa: E402
+from whisper_example.federation.strategy import failure_of  # noqa: E402
 from whisper_example.model.encoder import Encoder  # noqa: E402
 from whisper_example.model.features import clip_features  # noqa: E402
+from whisper_example.model.head import build_head, head_state  # noqa: E402
+from whisper_example.model.training import train_head  # noqa: E402
 from whisper_example.system.disk_cache import DiskCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,8 +131,7 @@ def small_config(dataset: Path, model: Path, work: Path, **overrides: object) ->
 
 def simulation_config(dataset: Path, model: Path, work: Path, **overrides: object) -> dict[str, object]:
     """Run-config overrides for a small, fast `flwr run` of the real app on test data."""
-    config = small_config(dataset, model, work, **{"fraction-train": 1.0} | overrides).to_dict()
-    return config
+    return small_config(dataset, model, work, **{"fraction-train": 1.0} | overrides).to_dict()
 
 
 @pytest.fixture
@@ -180,6 +183,70 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE, subtype: str = "PCM_
     buffer = io.BytesIO()
     soundfile.write(buffer, samples, rate, format="WAV", subtype=subtype)
     return buffer.getvalue()
+
+
+def claiming_rate(wav: bytes, rate: int) -> bytes:
+    """The same canonical WAV (44-byte header) whose header then claims ``rate``: its sample
+    rate and the byte rate that goes with it, both wrapped to the header's 32 bits."""
+    block_align = int.from_bytes(wav[32:34], "little")
+    sample_rate, byte_rate = rate % 2**32, rate * block_align % 2**32
+    return wav[:24] + sample_rate.to_bytes(4, "little") + byte_rate.to_bytes(4, "little") + wav[32:]
+
+
+def run_python(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in the repository, as a user runs a script; with ``check``, a failure
+    shows the end of what it printed."""
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0 or not check, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts (heads, classifiers) hold the same names and equal tensors."""
+    return first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
+
+
+def trained_head(config: RunConfig, features, seed: int = 0, **options: object) -> dict[str, torch.Tensor]:
+    """The run's initial head (tiny width) after 2 epochs on ``features`` at batch size 4: its state."""
+    head = build_head(config, TINY_HIDDEN)
+    train_head(head, features, epochs=2, learning_rate=1e-3, batch_size=4, seed=seed, **options)
+    return head.state_dict()
+
+
+def memory_group_or_skip(limit: int):
+    """A cgroup of ``limit`` bytes (tools.harness.memory_group), or a skip saying why there is none."""
+    from tools.harness.launch import HarnessError
+    from tools.harness.memory_group import MemoryGroup
+
+    try:
+        return MemoryGroup(limit)
+    except HarnessError as error:
+        pytest.skip(str(error))
+
+
+# --- a ClientApp's view: the Context of a simulated SuperNode and the server's Messages ---
+
+
+def context(config: RunConfig, node_id: int, partition_id: int, num_partitions: int = 3) -> Context:
+    """The Context a simulated SuperNode gives its ClientApp."""
+    node_config = {"partition-id": partition_id, "num-partitions": num_partitions}
+    run_config = config.to_dict()
+    return Context(run_id=1, node_id=node_id, node_config=node_config, state=RecordDict(), run_config=run_config)
+
+
+def instruction(config: RunConfig, kind: str = "train", server_round: int = 1, keywords: str | None = None) -> Message:
+    """The server's ``kind`` message to node 5: the run's initial head (for ``keywords`` if given)."""
+    head = build_head(config.replace(keywords=keywords or config.keywords), TINY_HIDDEN)
+    content = ConfigRecord({"server-round": server_round, "learning-rate": config.learning_rate})
+    return Message(
+        RecordDict({"arrays": ArrayRecord(head_state(head)), "config": content}), dst_node_id=5, message_type=kind
+    )
+
+
+def metrics(reply: Message) -> dict:
+    """A reply's metrics, after checking that it is not a failure."""
+    assert failure_of(reply) is None, failure_of(reply)
+    return dict(reply.content["metrics"])
 
 
 HEAVY_MODULES = ("transformers", "datasets", "flwr_datasets", "soundfile", "scipy")

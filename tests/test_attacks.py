@@ -5,16 +5,14 @@ had the node simply failed. Driven in-process (the real ServerApp, strategy and 
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import TEST_WORDS, results_of, simulation_config
+from conftest import TEST_WORDS, results_of, same_tensors, simulation_config
 
-from tools.federation import InProcessGrid, server_context
+from tools.federation import run_in_process
 from tools.synthetic_speech.folder import make_speech_commands_folder
-from whisper_example import server_app
 from whisper_example.data.partitions import count_partitions
 from whisper_example.runs.folder import load_checkpoint
 
-pytestmark = pytest.mark.usefixtures("serverapp_identity")
+pytestmark = [pytest.mark.usefixtures("serverapp_identity"), pytest.mark.slow]  # whole federations in this process
 
 HOSTILE_NODE = 100  # InProcessGrid's node id of partition 0, the one that attacks
 ROUNDS = 2
@@ -39,10 +37,8 @@ def federated_run(tone_speakers: Path, tiny_whisper: Path, tmp_path_factory: pyt
             settings = {"speakers-per-node": 20 // nodes, "central-eval": True, "num-server-rounds": ROUNDS}
             config = simulation_config(tone_speakers, tiny_whisper, work, **settings | overrides)
             assert count_partitions(str(tone_speakers), "", 20 // nodes) == nodes
-            grid = InProcessGrid(config, nodes, hostile=[0], attack=attack)
-            server_app.main(grid, server_context(config))
-            run_dir, results = results_of(work / "outputs")
-            done[key] = load_checkpoint(run_dir / "final_head.pt")["head"], results
+            results, _ = run_in_process(config, nodes, hostile=[0], attack=attack)
+            done[key] = load_checkpoint(results_of(work / "outputs")[0] / "final_head.pt")["head"], results
         return done[key]
 
     return run
@@ -53,7 +49,7 @@ def federated_run(tone_speakers: Path, tiny_whisper: Path, tmp_path_factory: pyt
 def test_a_hostile_node_changes_the_head_no_more_than_a_failed_one(federated_run, nodes: int, attack: str) -> None:
     head, results = federated_run(nodes, attack)
     head_without, results_without = federated_run(nodes, "fails")
-    assert all(torch.equal(head[name], head_without[name]) for name in head)
+    assert same_tensors(head, head_without)
     assert results["test"]["accuracy"] == results_without["test"]["accuracy"]
 
 

@@ -47,8 +47,11 @@ def test_missing_file_names_the_file(tmp_path) -> None:
         decode(tmp_path / "missing.wav")
 
 
-def test_short_clip_is_padded_and_long_clip_centre_cropped() -> None:
-    assert np.array_equal(fit_to_clip(np.ones(100, np.float32))[:100], np.ones(100))
-    assert fit_to_clip(np.ones(100, np.float32)).size == SAMPLE_RATE
+def test_a_short_clip_is_padded_with_silence_after_it_to_one_second() -> None:
+    padded = fit_to_clip(np.ones(100, np.float32))
+    assert np.array_equal(padded, np.concatenate([np.ones(100), np.zeros(SAMPLE_RATE - 100)]))
+
+
+def test_a_long_clip_keeps_its_middle_second() -> None:
     long = np.arange(3 * SAMPLE_RATE, dtype=np.float32)
-    assert fit_to_clip(long)[0] == SAMPLE_RATE
+    assert np.array_equal(fit_to_clip(long), long[SAMPLE_RATE : 2 * SAMPLE_RATE])

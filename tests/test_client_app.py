@@ -11,8 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import TEST_KEYWORDS, TINY_HIDDEN, run_and_list_heavy_imports, small_config, wav_bytes
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from conftest import (
+    TEST_KEYWORDS,
+    claiming_rate,
+    context,
+    instruction,
+    metrics,
+    run_and_list_heavy_imports,
+    small_config,
+    wav_bytes,
+)
 
 from whisper_example import client_app
 from whisper_example.data.audio import SAMPLE_RATE, resample
@@ -20,17 +28,11 @@ from whisper_example.data.node_data import node_clips, split_for_evaluation
 from whisper_example.data.partitions import count_partitions, partition_rows
 from whisper_example.federation.strategy import failure_of
 from whisper_example.model.encoder import load_encoder
-from whisper_example.model.head import build_head, head_state
 from whisper_example.system import memory_budget as memory
 from whisper_example.system.process_memo import forget_all
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 SPEAKERS = 3  # speakers per node: the 12-speaker folder makes 3 SuperNodes
-
-
-def claiming_rate(wav: bytes, rate: int) -> bytes:
-    """The same WAV with another sample rate written into its header."""
-    return wav[:24] + rate.to_bytes(4, "little") + wav[28:]
 
 
 # Each fault replaces one clip of partition 0, made from that clip's own speech.
@@ -72,26 +74,6 @@ def partition_files(folder: Path, copy: Path, partition_id: int) -> list[Path]:
     """The clips of one simulated SuperNode, as paths inside ``copy`` (read from the original)."""
     rows = partition_rows(str(folder), "", SPEAKERS, partition_id, count_partitions(str(folder), "", SPEAKERS))
     return [copy / Path(cell["path"]).relative_to(folder) for cell in rows["audio"]]
-
-
-def context(config, node_id: int, partition_id: int, num_partitions: int = 3) -> Context:
-    """The Context a simulated SuperNode gives its ClientApp."""
-    node_config = {"partition-id": partition_id, "num-partitions": num_partitions}
-    run_config = config.to_dict()
-    return Context(run_id=1, node_id=node_id, node_config=node_config, state=RecordDict(), run_config=run_config)
-
-
-def instruction(config, kind: str = "train", server_round: int = 1, keywords: str | None = None) -> Message:
-    head = build_head(config.replace(keywords=keywords or config.keywords), TINY_HIDDEN)
-    content = ConfigRecord({"server-round": server_round, "learning-rate": config.learning_rate})
-    return Message(
-        RecordDict({"arrays": ArrayRecord(head_state(head)), "config": content}), dst_node_id=5, message_type=kind
-    )
-
-
-def metrics(reply: Message) -> dict:
-    assert failure_of(reply) is None, failure_of(reply)
-    return dict(reply.content["metrics"])
 
 
 def test_bad_clips_are_handled_or_skipped_and_counted_and_the_node_still_trains(

@@ -1,8 +1,12 @@
 """The run config is checked before any work starts, typed, and errors name the key."""
 
 import argparse
+import dataclasses
+from pathlib import Path
 
 import pytest
+from conftest import REPO
+from flwr.common.config import parse_config_args
 
 from whisper_example.config import (
     ConfigError,
@@ -17,11 +21,12 @@ def defaults(**changes: object) -> dict[str, object]:
     return default_values() | changes
 
 
-def test_pyproject_defaults_are_valid_and_typed() -> None:
+def test_the_pyproject_defaults_pass_the_checks_each_with_the_type_its_key_declares() -> None:
     config = RunConfig.from_mapping(defaults())
-    assert config.encoder_frames == 50 and isinstance(config.encoder_frames, int)
-    assert config.num_classes == 12
-    assert config.class_names[-2:] == ["_silence_", "_unknown_"]
+    fields = dataclasses.fields(config)
+    assert {field.name: type(getattr(config, field.name)) for field in fields} == {
+        field.name: field.type for field in fields
+    }
 
 
 @pytest.mark.parametrize(
@@ -60,19 +65,23 @@ def test_bad_value_names_the_key_and_the_valid_range(key: str, value: object, me
     assert message in str(error.value)
 
 
-def test_unknown_and_missing_keys_are_named() -> None:
+def test_an_unknown_key_is_named_with_the_valid_ones() -> None:
     with pytest.raises(
         ConfigError, match=r"unknown run config key\(s\) \['num-round'\]; valid keys: num-server-rounds"
     ):
         RunConfig.from_mapping(defaults(**{"num-round": 3}))
+
+
+def test_a_missing_key_is_named() -> None:
     values = defaults()
     del values["seed"]
     with pytest.raises(ConfigError, match=r"missing key\(s\) \['seed'\]"):
         RunConfig.from_mapping(values)
 
 
-def test_an_integer_is_accepted_where_a_fraction_goes() -> None:
-    assert RunConfig.from_mapping(defaults(**{"fraction-train": 1})).fraction_train == 1.0
+def test_an_integer_is_accepted_where_a_fraction_goes_and_becomes_a_float() -> None:
+    fraction = RunConfig.from_mapping(defaults(**{"fraction-train": 1})).fraction_train
+    assert (fraction, type(fraction)) == (1.0, float)  # 1 == 1.0: the type is what can differ
 
 
 def test_class_count_comes_from_keywords_and_num_classes_must_agree() -> None:
@@ -85,9 +94,14 @@ def test_class_count_comes_from_keywords_and_num_classes_must_agree() -> None:
 
 
 def test_to_dict_round_trips_with_pyproject_keys() -> None:
+    assert RunConfig.from_mapping(defaults()).to_dict() == defaults()
+
+
+def test_replace_changes_only_the_keys_it_names_and_checks_them() -> None:
     config = RunConfig.from_mapping(defaults())
-    assert config.to_dict() == defaults()
-    assert config.replace(**{"encoder-frames": 100}).encoder_frames == 100
+    assert config.replace(**{"encoder-frames": 100}).to_dict() == defaults(**{"encoder-frames": 100})
+    with pytest.raises(ConfigError, match="'encoder-frames' = 0"):
+        config.replace(**{"encoder-frames": 0})
 
 
 def test_script_options_are_typed_like_the_run_config() -> None:
@@ -103,3 +117,11 @@ def test_script_options_are_typed_like_the_run_config() -> None:
 def test_dp_with_another_strategy_than_fedavg_is_refused_naming_both_keys() -> None:
     with pytest.raises(ConfigError, match="'dp' = 'server' needs strategy = 'fedavg'.*not 'fedmedian'"):
         RunConfig.from_mapping(defaults(dp="server", strategy="fedmedian"))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda path: path.name)
+def test_each_named_configuration_passes_the_checks_as_flower_reads_it_and_the_readme_uses_it(path: Path) -> None:
+    overrides = parse_config_args([str(path)])  # what `flwr run . --run-config configs/NAME.toml` sends
+    assert overrides and set(overrides) <= set(defaults())
+    RunConfig.from_mapping(defaults(**overrides))
+    assert f"--run-config configs/{path.name}" in (REPO / "README.md").read_text()

@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REAL_WHISPER, REPO, results_of, run_config, simulation_config
+from conftest import REAL_WHISPER, REPO, memory_group_or_skip, results_of, run_config, simulation_config
 
 from tools.harness.credentials import make_supernode_keys, make_tls_files
 from tools.harness.deployment import Deployment
-from tools.harness.launch import HarnessError, port_listening
-from tools.harness.memory_group import MemoryGroup
+from tools.harness.launch import port_listening
 from tools.harness.teardown import harness_processes
 from whisper_example.data.node_data import node_clips, read_partition, split_for_evaluation
 from whisper_example.data.sources import DataSourceError
@@ -103,10 +102,7 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
     when present (a test-sized model otherwise)."""
     model = REAL_WHISPER if (REAL_WHISPER / "model.safetensors").exists() else tiny_whisper
     work = tmp_path_factory.mktemp("deploy-limited")
-    try:
-        MemoryGroup(GIB).remove()
-    except HarnessError as error:
-        pytest.skip(str(error))
+    memory_group_or_skip(GIB).remove()  # SuperNodes in memory limits need cgroups
     outcome: dict = {"model": model}
     with Deployment(REPO, work / "federation") as deployment:
         nodes = [
@@ -146,6 +142,7 @@ def limited(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest
     return outcome
 
 
+@pytest.mark.slow  # SuperNodes
 def test_two_supernodes_train_and_evaluate_every_round_inside_a_pi_sized_memory_limit(
     limited: dict, partitions: list[Path]
 ) -> None:
@@ -168,6 +165,7 @@ def test_two_supernodes_train_and_evaluate_every_round_inside_a_pi_sized_memory_
     )
 
 
+@pytest.mark.slow  # SuperNodes
 def test_after_its_first_round_a_node_reads_its_features_instead_of_encoding(limited: dict) -> None:
     for log in limited["logs"]:
         times = message_times(log)
@@ -176,6 +174,7 @@ def test_after_its_first_round_a_node_reads_its_features_instead_of_encoding(lim
         print(f"[deployment] per message (handler s, head s, process s): {times}")
 
 
+@pytest.mark.slow  # SuperNodes
 def test_every_message_gets_a_fresh_clientapp_process(limited: dict) -> None:
     # What the README's deployment notes rely on (flwr 1.41 and 1.42): a ClientApp process that
     # outlived a message would have lived at least as long as all the handlers it ran.
@@ -185,12 +184,14 @@ def test_every_message_gets_a_fresh_clientapp_process(limited: dict) -> None:
         assert all(process < handled[k] for k, (_, _, _, process) in enumerate(times) if k > 0), times
 
 
+@pytest.mark.slow  # SuperNodes
 def test_supernodes_score_a_fine_tuned_head_of_their_own_next_to_the_global_one(limited: dict) -> None:
     for entry in limited["results"]["full"]["rounds"]:
         evaluation = entry["federated-evaluation"]
         assert evaluation["personal-fallback"] == 0 and 0 <= evaluation["personal-accuracy"] <= 1, entry
 
 
+@pytest.mark.slow  # SuperNodes
 def test_a_supernode_keeps_its_classifier_from_the_training_process_to_the_evaluation_process(
     limited: dict,
 ) -> None:
@@ -200,6 +201,7 @@ def test_a_supernode_keeps_its_classifier_from_the_training_process_to_the_evalu
     assert entry["clients"]["evaluated"] == 2 and entry["federated-evaluation"]["personal-fallback"] == 0, entry
 
 
+@pytest.mark.slow  # SuperNodes
 def test_the_cli_reaches_the_superlink_through_the_local_deployment_connection(limited: dict) -> None:
     # pyproject.toml's [tool.flwr.federations.local-deployment], the one-machine default.
     assert limited["declared"] == {"address": "127.0.0.1:8000", "insecure": True}
@@ -251,6 +253,7 @@ def secure(partitions: list[Path], tiny_whisper: Path, tmp_path_factory: pytest.
     }  # fmt: skip
 
 
+@pytest.mark.slow  # SuperNodes
 def test_registered_supernodes_train_over_tls_and_an_unregistered_key_is_refused(secure: dict) -> None:
     assert secure["run"].completed, secure["run"].describe()
     nodes = secure["nodes"]
@@ -261,6 +264,7 @@ def test_registered_supernodes_train_over_tls_and_an_unregistered_key_is_refused
     assert "insecure" not in secure["superlink-log"].lower() and "insecure" not in nodes["good"].log().lower()
 
 
+@pytest.mark.slow  # SuperNodes
 def test_a_wrong_local_data_path_fails_only_that_node_naming_key_and_path(secure: dict) -> None:
     wrong = secure["nodes"]["wrong-path"].node_id
     reason = f"DataSourceError: node config 'local-data' = '{secure['missing']}': no such file or folder"
@@ -270,6 +274,7 @@ def test_a_wrong_local_data_path_fails_only_that_node_naming_key_and_path(secure
     assert f"node {wrong} failed: {reason}" in secure["run"].output
 
 
+@pytest.mark.slow  # SuperNodes
 def test_a_supernode_killed_mid_round_fails_that_round_under_its_own_id_and_the_run_goes_on(secure: dict) -> None:
     first, second = secure["results"]["rounds"]
     vanished = secure["nodes"]["vanishing"]

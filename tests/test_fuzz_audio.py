@@ -14,6 +14,7 @@ from datetime import timedelta
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import soundfile
+from conftest import claiming_rate, wav_bytes
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -63,14 +64,7 @@ def expected_length(frames: int, rate: int) -> tuple[float, float]:
     return exact * (1 - 1e-3) - 1, exact * (1 + 1e-3) + 1
 
 
-def wav_with_rate(rate: int) -> bytes:
-    """A valid 0.1-s WAV whose header then claims ``rate`` (sample and byte rate)."""
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.zeros(1600, np.float32), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    header = bytearray(buffer.getvalue())
-    header[24:28] = (rate % 2**32).to_bytes(4, "little")
-    header[28:32] = (2 * rate % 2**32).to_bytes(4, "little")
-    return bytes(header)
+SILENT_WAV = wav_bytes(np.zeros(1600, np.float32))  # a valid 0.1-s WAV
 
 
 # --- decode(bytes) -----------------------------------------------------------------------
@@ -80,10 +74,10 @@ def wav_with_rate(rate: int) -> bytes:
 @given(st.binary(max_size=4096))
 @example(b"")
 @example(b"RIFF\x10\x00\x00\x00WAVEfmt ")
-@example(wav_with_rate(1))
-@example(wav_with_rate(0))
-@example(wav_with_rate(999983))
-@example(wav_with_rate(2**32 - 1))
+@example(claiming_rate(SILENT_WAV, 1))
+@example(claiming_rate(SILENT_WAV, 0))
+@example(claiming_rate(SILENT_WAV, 999983))
+@example(claiming_rate(SILENT_WAV, 2**32 - 1))
 def test_decode_of_arbitrary_bytes_gives_a_usable_clip_or_an_audio_error(payload: bytes) -> None:
     usable_clip_or_audio_error(lambda: decode(payload, name="fuzz.wav"))
 

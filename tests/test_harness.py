@@ -1,4 +1,4 @@
-"""Self-test of the parts of tests/harness.py the other tests cannot show work."""
+"""Self-test of the parts of tools/harness/ the other tests cannot show work."""
 
 from __future__ import annotations
 
@@ -9,18 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, memory_group_or_skip
 
 from tools.harness.app_config import comment_out_federations, declared_federation, format_config_overrides
-from tools.harness.launch import HarnessError
-from tools.harness.memory_group import MemoryGroup
-
-
-def memory_group_or_skip(limit: int) -> MemoryGroup:
-    try:
-        return MemoryGroup(limit)
-    except HarnessError as error:
-        pytest.skip(str(error))
 
 
 def test_format_config_overrides() -> None:
@@ -51,15 +42,29 @@ def test_a_memory_group_oom_kills_a_process_over_its_limit() -> None:
     assert not group.path.exists()
 
 
-def test_the_declared_deployment_connection_is_read_before_and_after_flowers_migration(tmp_path: Path) -> None:
+LOCAL_DEPLOYMENT = {"address": "127.0.0.1:8000", "insecure": True}
+
+
+def test_the_declared_deployment_connection_is_read_before_flowers_migration(tmp_path: Path) -> None:
     pyproject = Path(shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml"))
-    if "\n[tool.flwr.federations]" in pyproject.read_text():  # this checkout was not migrated yet
-        assert declared_federation(pyproject, "local-deployment") == {"address": "127.0.0.1:8000", "insecure": True}
+    if "\n[tool.flwr.federations]" not in pyproject.read_text():
+        pytest.skip("this checkout's pyproject.toml was migrated by a `flwr run .`: no unmigrated copy to read")
+    assert declared_federation(pyproject, "local-deployment") == LOCAL_DEPLOYMENT
+
+
+def test_commenting_out_the_federations_keeps_the_rest_and_the_declared_connection(tmp_path: Path) -> None:
+    pyproject = Path(shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml"))
     comment_out_federations(pyproject)
     migrated = pyproject.read_text()
     assert "\n[tool.flwr.federations]" not in migrated and "\n# [tool.flwr.federations]" in migrated
     assert "\n[tool.ruff]" in migrated  # the sections after the federations are untouched
-    assert declared_federation(pyproject, "local-deployment") == {"address": "127.0.0.1:8000", "insecure": True}
+    assert declared_federation(pyproject, "local-deployment") == LOCAL_DEPLOYMENT
+
+
+def test_commenting_out_the_federations_twice_changes_nothing_more(tmp_path: Path) -> None:
+    pyproject = Path(shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml"))
+    comment_out_federations(pyproject)
+    migrated = pyproject.read_text()
     comment_out_federations(pyproject)
     assert pyproject.read_text() == migrated
 
@@ -73,8 +78,5 @@ def test_flowers_own_migration_leaves_what_the_tests_read(tmp_path: Path) -> Non
     _comment_out_legacy_toml_config(tmp_path)  # a no-op where this checkout was migrated already
     migrated = (tmp_path / "pyproject.toml").read_text()
     assert 'clientapp = "whisper_example.client_app:app"' in migrated
-    assert declared_federation(tmp_path / "pyproject.toml", "local-deployment") == {
-        "address": "127.0.0.1:8000",
-        "insecure": True,
-    }
+    assert declared_federation(tmp_path / "pyproject.toml", "local-deployment") == LOCAL_DEPLOYMENT
     assert declared_federation(tmp_path / "pyproject.toml", "local-sim-gpu")["options"]["num-supernodes"] == 422

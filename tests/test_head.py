@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_HIDDEN, features_of, run_config, tones
+from conftest import TINY_HIDDEN, features_of, run_config, same_tensors, tones, trained_head
 
 from whisper_example.model import ModelError
 from whisper_example.model.head import build_head, count_parameters, load_head_state
@@ -26,7 +26,7 @@ def test_the_head_has_150797_parameters_at_any_context() -> None:
 def test_the_same_config_builds_the_same_head_and_another_seed_another() -> None:
     first, again = (build_head(run_config(), TINY_HIDDEN).state_dict() for _ in range(2))
     other = build_head(run_config(seed=7), TINY_HIDDEN).state_dict()
-    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert same_tensors(first, again)
     assert not torch.equal(first["conv.weight"], other["conv.weight"])
 
 
@@ -134,11 +134,6 @@ def test_the_same_head_features_and_seed_train_the_same_head(tiny_whisper: Path,
     config = run_config(**{"model-name": str(tiny_whisper), "cache-dir": str(tmp_path), "keywords": "a,b"})
     features = features_of(tones(4, 6, seed=0), np.arange(24), config)
 
-    def trained(seed: int) -> dict[str, torch.Tensor]:
-        head = build_head(config, TINY_HIDDEN)
-        train_head(head, features, epochs=2, learning_rate=1e-3, batch_size=4, seed=seed, schedule="cosine")
-        return head.state_dict()
-
-    first, again, other = trained(0), trained(0), trained(1)
-    assert all(torch.equal(first[name], again[name]) for name in first)
+    first, again, other = (trained_head(config, features, seed, schedule="cosine") for seed in (0, 0, 1))
+    assert same_tensors(first, again)
     assert not torch.equal(first["classifier.weight"], other["classifier.weight"])

@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, run_config
 
 from whisper_example.config import default_values
 from whisper_example.model.head import build_head
 from whisper_example.runs.folder import HEAD_SETTINGS, save_head
+
+pytestmark = pytest.mark.slow  # builds a wheel and installs it into a new virtual environment
 
 
 def test_a_wheel_installed_elsewhere_loads_a_head_and_predicts(tiny_whisper: Path, tmp_path: Path) -> None:

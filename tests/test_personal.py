@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import results_of, simulation_config, small_config
-from test_client_app import context, instruction, metrics
+from conftest import context, instruction, metrics, results_of, same_tensors, simulation_config, small_config
 
-from tools.federation import InProcessGrid, server_context
-from whisper_example import client_app, server_app
+from tools.federation import InProcessGrid, run_in_process
+from whisper_example import client_app
 from whisper_example.data.partitions import count_partitions
 from whisper_example.federation.messages import PERSONAL_METRICS
 from whisper_example.federation.personal import CLASSIFIER, KEPT
@@ -20,27 +19,30 @@ from whisper_example.runs.folder import load_checkpoint
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 
 
-def run_in_process(speech_folder: Path, model: Path, work: Path, personalize: str) -> tuple[Path, dict, InProcessGrid]:
-    config = simulation_config(
-        speech_folder, model, work, **{"num-server-rounds": 2, "fraction-evaluate": 1.0, "personalize": personalize}
+def personalised_run(
+    speech_folder: Path, model: Path, work: Path, personalize: str
+) -> tuple[Path, dict, InProcessGrid]:
+    """A 2-round federation of every node in this process: its run folder, results and grid."""
+    settings = {"num-server-rounds": 2, "fraction-evaluate": 1.0, "personalize": personalize}
+    results, grid = run_in_process(
+        simulation_config(speech_folder, model, work, **settings), count_partitions(str(speech_folder), "", 3)
     )
-    grid = InProcessGrid(config, count_partitions(str(speech_folder), "", 3))
-    server_app.main(grid, server_context(config))
-    return *results_of(work / "outputs"), grid
+    return results_of(work / "outputs")[0], results, grid
 
 
 def classifier_of(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in state.items() if name.startswith(CLASSIFIER)}
 
 
+@pytest.mark.slow  # a whole federation in this process
 def test_finetune_reports_the_nodes_own_heads_and_leaves_the_global_head_as_without_it(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path
 ) -> None:
-    plain_dir, plain, _ = run_in_process(speech_folder, tiny_whisper, tmp_path / "none", "none")
-    tuned_dir, tuned, _ = run_in_process(speech_folder, tiny_whisper, tmp_path / "finetune", "finetune")
+    plain_dir, plain, _ = personalised_run(speech_folder, tiny_whisper, tmp_path / "none", "none")
+    tuned_dir, tuned, _ = personalised_run(speech_folder, tiny_whisper, tmp_path / "finetune", "finetune")
     plain_head = load_checkpoint(plain_dir / "final_head.pt")["head"]
     tuned_head = load_checkpoint(tuned_dir / "final_head.pt")["head"]
-    assert all(torch.equal(plain_head[name], tuned_head[name]) for name in plain_head)
+    assert same_tensors(plain_head, tuned_head)
     for before, after in zip(plain["rounds"], tuned["rounds"]):
         assert set(before["federated-evaluation"]) & PERSONAL_METRICS == set()
         evaluation = after["federated-evaluation"]
@@ -50,10 +52,11 @@ def test_finetune_reports_the_nodes_own_heads_and_leaves_the_global_head_as_with
         assert evaluation["personal-gain"] == pytest.approx(gain)
 
 
+@pytest.mark.slow  # a whole federation in this process
 def test_local_classifier_keeps_each_nodes_classifier_across_rounds_and_never_sends_it(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path
 ) -> None:
-    run_dir, results, grid = run_in_process(speech_folder, tiny_whisper, tmp_path, "local-classifier")
+    run_dir, results, grid = personalised_run(speech_folder, tiny_whisper, tmp_path, "local-classifier")
     rounds = [load_checkpoint(run_dir / "checkpoints" / f"round_{n}.pt")["head"] for n in (1, 2)]
     first, second = classifier_of(rounds[0]), classifier_of(rounds[1])
     # The global classifier never moved (an average of identical tensors, up to rounding).

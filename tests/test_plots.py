@@ -2,25 +2,23 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import pytest
-from conftest import REPO
+from conftest import run_python
 
 from whisper_example.config import DEFAULT_KEYWORDS, SILENCE, UNKNOWN
+from whisper_example.inference.pictures import OperatingPoint
 from whisper_example.plots import (
     ACCURACY_LOSS,
     CONFUSION_MATRIX,
     PER_CLASS_ACCURACY,
     draw_accuracy_loss,
     draw_run_plots,
-    epsilon_series,
-    read_run,
-    round_series,
+    save,
 )
+from whisper_example.runs.results import epsilon_series, read_run, round_series
 
 NAMES = [*DEFAULT_KEYWORDS, SILENCE, UNKNOWN]
 
@@ -112,16 +110,22 @@ def test_runs_with_nothing_to_plot(tmp_path: Path) -> None:
 
 def test_the_command_redraws_a_run(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "run", rounds(), None)
-    done = subprocess.run(
-        [sys.executable, "-m", "whisper_example.plots", str(run_dir)], cwd=REPO, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python("-m", "whisper_example.plots", str(run_dir), timeout=120)
     assert done.stdout.split() == [str(run_dir / ACCURACY_LOSS), str(run_dir / PER_CLASS_ACCURACY)]
 
 
-def test_a_det_curve_draws_every_threshold_and_a_point_without_false_alarms(tmp_path: Path) -> None:
-    from whisper_example.inference.pictures import OperatingPoint, draw_det
+def test_a_det_curve_draws_every_threshold_and_a_point_without_false_alarms_at_a_tick_labelled_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from whisper_example.inference import pictures
 
-    points = [OperatingPoint(0.25, 0.02, 40.0), OperatingPoint(0.5, 0.04, 6.0), OperatingPoint(0.9, 0.3, 0.0)]
-    path = draw_det(tmp_path / "det.png", {"a head": points}, marked=0.5)
-    assert matplotlib.image.imread(path).shape[2] == 4  # a PNG with alpha, as every plot here
+    drawn = []
+    monkeypatch.setattr(pictures, "save", lambda drawing, path: drawn.append(drawing) or save(drawing, path))
+    points = [OperatingPoint(0.9, 0.3, 0.0), OperatingPoint(0.25, 0.02, 40.0), OperatingPoint(0.5, 0.04, 6.0)]
+    assert_png(pictures.draw_det(tmp_path / "det.png", {"a head": points}, marked=0.5))
+    (axes,) = drawn[0].axes
+    curve, ringed = axes.get_lines()
+    floor = 6.0 / 2  # half the fewest false alarms drawn
+    assert (list(curve.get_xdata()), list(curve.get_ydata())) == ([40.0, 6.0, floor], [2.0, 4.0, 30.0])  # by threshold
+    assert (list(ringed.get_xdata()), list(ringed.get_ydata())) == ([6.0], [4.0])  # threshold 0.5
+    assert (axes.get_xticks()[0], axes.get_xticklabels()[0].get_text()) == (floor, "0")

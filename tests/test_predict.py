@@ -11,7 +11,8 @@ import torch
 from conftest import TINY_HIDDEN, run_config
 
 from whisper_example.data.audio import SAMPLE_RATE
-from whisper_example.inference.spotter import Detection, KeywordSpotter, precision_recall
+from whisper_example.inference.detection import Detection, precision_recall
+from whisper_example.inference.spotter import KeywordSpotter
 from whisper_example.model import ModelError
 from whisper_example.model.head import build_head, head_state
 from whisper_example.predict import main
@@ -91,7 +92,7 @@ def test_detections_are_runs_of_windows_a_keyword_wins_and_never_silence_or_unkn
     assert spotter.detections(starts, probabilities, threshold=0.96) == []  # no run reaches 0.96 long enough
 
 
-def test_precision_and_recall_count_each_spoken_keyword_once(run_dir: Path) -> None:
+def test_precision_and_recall_count_each_spoken_keyword_once() -> None:
     detections = [Detection("yes", 0.6, 1.6, 0.9), Detection("yes", 0.7, 1.7, 0.9), Detection("no", 4.0, 5.0, 0.9)]
     truth = [("yes", 1.0, 1.3), ("two", 2.0, 2.3), ("no", 3.0, 3.3), ("up", 6.0, 6.2)]
     # "yes" matched once (its second detection is a false one), "no" 1.35 s off, "up" missed

@@ -7,13 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, results_of, run_and_list_heavy_imports, simulation_config, small_config
+from conftest import (
+    REPO,
+    context,
+    instruction,
+    results_of,
+    run_and_list_heavy_imports,
+    simulation_config,
+    small_config,
+)
 from flwr.app import ConfigRecord, Message, RecordDict
-from test_client_app import context, instruction
 
-from tools.federation import InProcessGrid, server_context
+from tools.federation import run_in_process
 from tools.harness.simulation import run_simulation
-from whisper_example import client_app, server_app
+from whisper_example import client_app
 from whisper_example.data.partitions import count_partitions
 from whisper_example.federation.messages import KEY_CLIPPING_NORM
 from whisper_example.federation.strategy import RunFailed
@@ -26,13 +33,13 @@ def private_run(speech_folder: Path, model: Path, work: Path, **dp: object) -> t
     # guard's direction check (on by default) could leave one out, and the accountant then
     # skips the round. These runs are about the accountant, so every update is let in.
     settings = {"num-server-rounds": 3, "dp-noise-multiplier": 0.5, "min-update-cosine": -1.0}
-    config = simulation_config(speech_folder, model, work, **settings | dp)
     nodes = count_partitions(str(speech_folder), "", 3)
-    server_app.main(InProcessGrid(config, nodes), server_context(config))
-    return results_of(work / "outputs")[1], nodes
+    results, _ = run_in_process(simulation_config(speech_folder, model, work, **settings | dp), nodes)
+    return results, nodes
 
 
 @pytest.mark.parametrize("where", ["server", "client"])
+@pytest.mark.slow  # a whole federation in this process
 def test_a_private_run_accounts_epsilon_after_every_round(
     where: str, speech_folder: Path, tiny_whisper: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -45,12 +52,14 @@ def test_a_private_run_accounts_epsilon_after_every_round(
     assert f"Privacy: epsilon {epsilons[2]:.3g} at delta {privacy[2]['delta']:g} after 3 round(s)" in caplog.text
 
 
+@pytest.mark.slow  # a whole federation in this process
 def test_more_noise_spends_less_epsilon(speech_folder: Path, tiny_whisper: Path, tmp_path: Path) -> None:
     quiet, _ = private_run(speech_folder, tiny_whisper, tmp_path / "quiet", dp="server")
     noisy, _ = private_run(speech_folder, tiny_whisper, tmp_path / "noisy", dp="server", **{"dp-noise-multiplier": 2.0})
     assert noisy["rounds"][-1]["privacy"]["epsilon"] < quiet["rounds"][-1]["privacy"]["epsilon"]
 
 
+@pytest.mark.slow  # a whole federation in this process
 def test_adaptive_clipping_records_no_epsilon_rather_than_a_guess(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path
 ) -> None:
@@ -97,28 +106,29 @@ def test_secure_aggregation_exists_only_on_flowers_legacy_workflow_api() -> None
     import inspect
 
     import flwr.clientapp.mod as message_api_mods
+    import flwr.server.workflow as legacy_workflows
     import flwr.serverapp.strategy as message_api_strategies
-    from flwr.server.workflow import SecAggPlusWorkflow  # the legacy workflow API has it
 
-    assert SecAggPlusWorkflow is not None
+    assert hasattr(legacy_workflows, "SecAggPlusWorkflow")  # the legacy workflow API has it
     assert [name for name in dir(message_api_strategies) if "secagg" in name.lower()] == []
     assert [name for name in dir(message_api_mods) if "secagg" in name.lower()] == []
     start = inspect.signature(message_api_strategies.Strategy.start).parameters
     assert [name for name in start if "secagg" in name.lower() or "workflow" in name.lower()] == []
 
 
+@pytest.mark.slow  # a whole federation in this process
 def test_with_accounted_dp_a_round_missing_a_node_is_not_aggregated(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Flower's wrapper calibrates the noise to every sampled node: one left out (here a node
     # sending its head x -1000) and it skips the round rather than under-noise it.
     config = simulation_config(speech_folder, tiny_whisper, tmp_path, **{"num-server-rounds": 2, "dp": "server"})
-    grid = InProcessGrid(config, count_partitions(str(speech_folder), "", 3), hostile=[0])
     with pytest.raises(RunFailed, match="with dp, a round is aggregated only when every sampled node"):
-        server_app.main(grid, server_context(config))
+        run_in_process(config, count_partitions(str(speech_folder), "", 3), hostile=[0])
     assert "round 1: not aggregated: with accounted dp Flower's wrapper aggregates only when every one" in caplog.text
 
 
+@pytest.mark.slow  # flwr run
 def test_a_real_simulation_with_nodes_clipping_their_own_updates_accounts_epsilon(
     speech_folder: Path, tiny_whisper: Path, tmp_path: Path
 ) -> None:

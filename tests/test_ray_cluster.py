@@ -5,11 +5,14 @@ for what a node has completes, with ClientApps on both nodes."""
 
 from pathlib import Path
 
+import pytest
 from conftest import REPO, simulation_config
 
 from tools.harness.ray_cluster import WHERE_ENV, RayCluster, app_noting_ray_nodes, ray_nodes_noted
 from tools.harness.simulation import run_simulation
 from whisper_example.data.partitions import count_partitions
+
+pytestmark = pytest.mark.slow  # a Ray cluster and `flwr run`
 
 
 def test_a_simulation_attached_to_a_two_node_ray_cluster_runs_clientapps_on_both_nodes(

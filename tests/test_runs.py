@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from conftest import run_config
 
 from whisper_example.federation.round_record import Clients, RoundRecord
+from whisper_example.runs import folder
 from whisper_example.runs.folder import CheckpointError, RunFolder, load_checkpoint, write_atomic
 
 
@@ -31,10 +33,33 @@ def results(run: RunFolder) -> dict:
     return json.loads((run.path / "results.json").read_text())
 
 
-def test_a_new_run_folder_is_dated_and_holds_the_full_config(run: RunFolder, tmp_path: Path) -> None:
-    assert run.path.parent.parent == tmp_path
-    assert json.loads((run.path / "config.json").read_text())["checkpoints-keep"] == 2
+def test_a_new_run_folder_is_named_by_its_date_and_time(run: RunFolder, tmp_path: Path) -> None:
+    started = datetime.strptime(f"{run.path.parent.name} {run.path.name}", "%Y-%m-%d %H-%M-%S")
+    assert run.path.parent.parent == tmp_path and abs(datetime.now() - started) < timedelta(minutes=1)
+
+
+def test_a_new_run_folder_holds_the_full_config_and_no_rounds_yet(run: RunFolder) -> None:
+    config = run_config(**{"output-dir": str(run.path.parents[1]), "checkpoints-keep": 2})
+    assert json.loads((run.path / "config.json").read_text()) == config.to_dict()
     assert results(run) == {"status": "running", "reason": None, "rounds": [], "test": None}
+
+
+def test_runs_started_within_the_same_second_get_folders_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None) -> datetime:
+            return datetime(2025, 1, 2, 10, 0, 0)
+
+    monkeypatch.setattr(folder, "datetime", Frozen)
+    config = run_config(**{"output-dir": str(tmp_path)})
+    paths = [RunFolder.create(config).path for _ in range(3)]
+    assert [path.relative_to(tmp_path).as_posix() for path in paths] == [
+        "2025-01-02/10-00-00",
+        "2025-01-02/10-00-00-2",
+        "2025-01-02/10-00-00-3",
+    ]
 
 
 def test_files_are_readable_as_the_umask_allows(tmp_path: Path) -> None:

@@ -12,9 +12,12 @@ from conftest import REPO, TINY_HIDDEN, head_parameters, results_of, simulation_
 
 from tools.harness.app_config import app_with_clientapp
 from tools.harness.simulation import run_simulation
+from whisper_example.config import RunConfig
 from whisper_example.data.partitions import count_partitions
 from whisper_example.model.head import build_head
 from whisper_example.runs.folder import load_checkpoint
+
+pytestmark = pytest.mark.slow  # every test here runs `flwr run`
 
 RAISING_CLIENTAPP = '''"""Written by tests/test_simulation.py: the real ClientApp, but node 0 raises in round 2
 and node 1 is hostile: every round it sends its head x -1000, claiming 10**9 examples."""
@@ -57,19 +60,16 @@ def simulation(speech_folder: Path, tiny_whisper: Path, tmp_path_factory: pytest
     nodes = count_partitions(str(speech_folder), "", 3)
     overrides = {"num-server-rounds": 2, "fraction-evaluate": 1.0, "central-eval": True}
     overrides["personalize"] = "local-classifier"  # Flower's node state in a real simulation
+    config = simulation_config(speech_folder, tiny_whisper, work, **overrides)
     run = run_simulation(
-        app_with_raising_clientapp(work),
-        work / "flwr",
-        num_supernodes=nodes,
-        run_config=simulation_config(speech_folder, tiny_whisper, work, **overrides),
-        timeout=600,
+        app_with_raising_clientapp(work), work / "flwr", num_supernodes=nodes, run_config=config, timeout=600
     )
     assert run.completed, run.describe()
-    return run, *results_of(work / "outputs"), nodes
+    return run, *results_of(work / "outputs"), nodes, config
 
 
 def test_every_round_records_training_federated_and_central_evaluation(simulation) -> None:
-    _, _, results, nodes = simulation
+    _, _, results, nodes, _ = simulation
     assert results["status"] == "completed" and [entry["round"] for entry in results["rounds"]] == [1, 2]
     for entry, failed in zip(results["rounds"], (0, 1)):
         assert entry["clients"] == {
@@ -84,7 +84,7 @@ def test_every_round_records_training_federated_and_central_evaluation(simulatio
 
 
 def test_each_node_keeps_its_own_classifier_in_flowers_node_state_across_rounds(simulation) -> None:
-    _, _, results, _ = simulation
+    _, _, results, _, _ = simulation
     fallback = [entry["federated-evaluation"]["personal-fallback"] for entry in results["rounds"]]
     # Every node evaluated with the classifier its training message kept, in a process Flower
     # chose; in round 2 partition 0, whose training raised, still had the one of round 1.
@@ -92,7 +92,7 @@ def test_each_node_keeps_its_own_classifier_in_flowers_node_state_across_rounds(
 
 
 def test_a_clientapp_that_raises_costs_its_node_one_round_and_is_named_on_one_line(simulation) -> None:
-    run, _, results, _ = simulation
+    run, _, results, _, _ = simulation
     (failure,) = results["rounds"][1]["failures"]
     assert failure["reason"].endswith("injected fault: partition 0 raises in round 2"), failure
     assert "\n" not in failure["reason"] and "\x1b" not in failure["reason"]
@@ -100,7 +100,7 @@ def test_a_clientapp_that_raises_costs_its_node_one_round_and_is_named_on_one_li
 
 
 def test_the_hostile_node_is_left_out_and_named_in_every_round(simulation) -> None:
-    run, run_dir, results, _ = simulation
+    run, run_dir, results, _, _ = simulation
     hostile = {entry["round"]: [(b["node"], b["action"]) for b in entry["bounded"]] for entry in results["rounds"]}
     ((node, action),) = hostile[1]
     assert hostile == {1: [(node, "left out")], 2: [(node, "left out")]}
@@ -109,11 +109,14 @@ def test_the_hostile_node_is_left_out_and_named_in_every_round(simulation) -> No
     assert max(float(tensor.abs().max()) for tensor in head.values()) < 10  # x -1000 would be far above
 
 
-def test_the_run_folder_holds_the_config_plots_and_a_loadable_final_head(simulation) -> None:
-    run, run_dir, _, _ = simulation
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["encoder-frames"] == 50 and config["num-server-rounds"] == 2
-    head = build_head(run_config_from(config), TINY_HIDDEN)
+def test_the_run_folder_holds_the_run_config_flower_passed(simulation) -> None:
+    _, run_dir, _, _, config = simulation
+    assert json.loads((run_dir / "config.json").read_text()) == config
+
+
+def test_the_run_folder_holds_the_plots_and_a_final_head_that_loads_into_the_runs_head(simulation) -> None:
+    run, run_dir, _, _, config = simulation
+    head = build_head(RunConfig.from_mapping(config), TINY_HIDDEN)
     head.load_state_dict(load_checkpoint(run_dir / "final_head.pt")["head"])
     assert {"accuracy_loss.png", "confusion_matrix.png", "per_class_accuracy.png", "best.pt"} <= {
         p.name for p in run_dir.iterdir()
@@ -121,14 +124,8 @@ def test_the_run_folder_holds_the_config_plots_and_a_loadable_final_head(simulat
     assert f"Run folder: {run_dir}" in run.output
 
 
-def run_config_from(saved: dict):
-    from whisper_example.config import RunConfig
-
-    return RunConfig.from_mapping(saved)
-
-
 def test_the_log_says_what_the_server_did_and_no_deprecation_comes_from_the_project(simulation) -> None:
-    run, _, _, nodes = simulation
+    run, _, _, nodes, _ = simulation
     assert f"Classification head: {head_parameters(TINY_HIDDEN, classes=6):,} parameters" in run.output
     assert f"aggregating {nodes - 1} of {nodes} replies" in run.output
     assert f"configure_evaluate: {nodes} nodes ({nodes} of them trained this round)" in run.output

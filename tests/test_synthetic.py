@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import REPO, run_python
+from flwr.common.config import parse_config_args
 from scipy.signal import correlate
 
 from tools.synthetic_speech.disk import make_speech_commands_disk, speech_commands_features
@@ -20,7 +21,6 @@ from tools.synthetic_speech.speakers import ESPEAK_VARIANTS, make_speakers
 from tools.synthetic_speech.speech import synthesize_word
 from whisper_example.data.sources import BACKGROUND_NOISE
 
-REPO = Path(__file__).resolve().parents[1]
 WORDS = ("yes", "go", "marvin")
 NUM_SPEAKERS = 6
 CLIP_NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
@@ -188,35 +188,29 @@ def test_long_recording_is_louder_inside_the_words_than_in_the_noise_between(lon
 
 def test_cli_writes_a_cheap_folder_and_names_the_federation_size(tmp_path: Path) -> None:
     out = (tmp_path / "sc").resolve()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "tools/synthetic.py",
-            "--cheap",
-            "--out",
-            str(out),
-            "--speakers",
-            "12",
-            "--words",
-            "yes",
-            "no",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = run_python("tools/synthetic.py", "--cheap", "--out", str(out), "--speakers", "12", "--words", "yes", "no")
 
     # 12 speakers: 1 validation, 1 test and 10 train speakers, 2 SuperNodes of 5 speakers each.
     assert len(_word_clips(out)) == 24
     (simulation,) = [line for line in result.stdout.splitlines() if line.startswith("simulation: ")]
     assert "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream" in simulation
-    assert f"--run-config \"dataset='{out}' fraction-train=1.0" in simulation
     assert simulation.endswith('--federation-config "num-supernodes=2"')
     assert f"python centralized.py --dataset {out}\n" in result.stdout
 
 
-def test_hard_clips_hold_noise_and_words_placed_early_in_the_window(tmp_path: Path) -> None:
+def test_cli_writes_the_quick_try_run_config_for_its_dataset_and_model(tmp_path: Path) -> None:
+    out, model = (tmp_path / "sc").resolve(), "/models/whisper-tiny"
+    generate = ("--cheap", "--out", str(out), "--speakers", "12", "--words", "yes", "--model-name", model)
+    result = run_python("tools/synthetic.py", *generate)
+
+    written = out.with_name("sc_quick_try.toml")
+    assert f"--run-config {written} " in result.stdout
+    template = parse_config_args([str(REPO / "configs" / "quick_try.toml")])
+    assert parse_config_args([str(written)]) == template | {"dataset": str(out), "model-name": model}
+    assert f"python centralized.py --dataset {out} --model-name {model}\n" in result.stdout
+
+
+def test_hard_clips_hold_noise_and_words_placed_early_in_the_window() -> None:
     from tools.synthetic_speech.conditions import HARD
     from tools.synthetic_speech.recording import record_word
 
@@ -271,11 +265,9 @@ def test_a_hard_long_recording_reports_the_room_and_the_noise_it_has(tmp_path: P
 
 def test_the_cli_writes_a_long_recording_of_a_test_speaker_with_its_words_times(tmp_path: Path) -> None:
     path = tmp_path / "commands.wav"
-    result = subprocess.run(
-        [sys.executable, "tools/synthetic.py", "--long-recording", str(path), "--seconds", "8", "--occurrences", "3"],
-        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = run_python(
+        "tools/synthetic.py", "--long-recording", str(path), "--seconds", "8", "--occurrences", "3", timeout=120
+    )
     truth = json.loads(path.with_suffix(".json").read_text())
     assert len(truth) == 3 and all(0 <= row["start"] < row["end"] <= 8 for row in truth)
     assert sf.info(path).frames == 8 * 16000 and f"wrote {path}" in result.stdout

@@ -10,7 +10,7 @@ the ClientApp adds them.
     python tools/dataset_plots.py --max-partitions 40   # Speech Commands v0.02
 
 Writes ``partition_sizes.png`` (every node) and ``label_distribution.png`` (the first
-``--max-partitions`` nodes, stacked per class) into ``--out`` (default ``_static/``).
+``--max-partitions`` nodes, stacked per class) into ``--out`` (default ``dataset_plots/``).
 """
 
 import argparse
@@ -104,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     parser.add_argument(
         "--max-partitions", type=int, default=30, help="SuperNodes shown in the class distribution (sizes show all)"
     )
-    parser.add_argument("--out", type=Path, default=Path("_static"), help="output folder (default: _static/)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("dataset_plots"), help="output folder (default: dataset_plots/)"
+    )
     args = parser.parse_args(argv)
     if args.max_partitions < 1:
         parser.error("--max-partitions must be >= 1")

@@ -3,7 +3,7 @@ long recordings to spot keywords in?
 
 - ``speaker_folds`` deals the speakers (and the 1-s background-noise clips, which have none)
   into k folds of about equal size; ``write_fold`` makes a Speech Commands folder of the same
-  files (links, no copies) whose ``testing_list.txt`` is one fold and whose
+  files (links, no copies: ``link_clips``) whose ``testing_list.txt`` is one fold and whose
   ``validation_list.txt`` is a seeded share of the other folds' speakers: every clip is tested
   once over the k folds, always by a head that never heard its speaker.
 - ``make_recording`` lays clips end to end at random places with the folder's real background
@@ -72,6 +72,24 @@ def speaker_folds(clips: Sequence[Clip], k: int, seed: int) -> dict[Path, int]:
     return {clip.path: fold_of[clip.speaker] if clip.speaker else noise_fold[clip.path] for clip in clips}
 
 
+def link_clips(clips: Sequence[Clip], out: Path, testing: set[str], validation: set[str]) -> Path:
+    """A Speech Commands folder at ``out`` of links to ``clips``, whose split lists name the
+    clips (by ``Clip.relative``) in ``testing`` and in ``validation``; the others train."""
+    lists: dict[str, list[str]] = {TESTING_LIST: [], VALIDATION_LIST: []}
+    for clip in clips:
+        target = out / clip.relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(clip.path.resolve())
+        if clip.relative in testing:
+            lists[TESTING_LIST].append(clip.relative)
+        elif clip.relative in validation:
+            lists[VALIDATION_LIST].append(clip.relative)
+    for name, lines in lists.items():
+        (out / name).write_text("".join(f"{line}\n" for line in lines))
+    return out
+
+
 def write_fold(
     clips: Sequence[Clip], folds: dict[Path, int], fold: int, out: Path, validation_share: float = 0.1, seed: int = 0
 ) -> Path:
@@ -81,19 +99,9 @@ def write_fold(
     validating = set(random.Random(seed).sample(rest, max(1, round(validation_share * len(rest)))))
     noise = [clip for clip in clips if clip.speaker is None and folds[clip.path] != fold]
     validating_noise = {clip.path for clip in noise[:: max(1, round(1 / validation_share))]}
-    lists: dict[str, list[str]] = {TESTING_LIST: [], VALIDATION_LIST: []}
-    for clip in clips:
-        target = out / clip.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.symlink_to(clip.path.resolve())
-        if folds[clip.path] == fold:
-            lists[TESTING_LIST].append(clip.relative)
-        elif clip.speaker in validating or clip.path in validating_noise:
-            lists[VALIDATION_LIST].append(clip.relative)
-    for name, lines in lists.items():
-        (out / name).write_text("".join(f"{line}\n" for line in lines))
-    return out
+    testing = {clip.relative for clip in clips if folds[clip.path] == fold}
+    validation = {clip.relative for clip in clips if clip.speaker in validating or clip.path in validating_noise}
+    return link_clips(clips, out, testing, validation)
 
 
 def write_subset(source: Path, out: Path, train_speakers: int, test_speakers: int, seed: int = 0) -> Path:
@@ -109,20 +117,13 @@ def write_subset(source: Path, out: Path, train_speakers: int, test_speakers: in
     validation, test = set(held_out[: len(held_out) // 2]), set(held_out[len(held_out) // 2 :])
     noise = [clip for clip in clips if clip.speaker is None]
     kept = [clip for clip in clips if clip.speaker in set(chosen)] + noise
-    lists: dict[str, list[str]] = {TESTING_LIST: [], VALIDATION_LIST: []}
-    for index, clip in enumerate(kept):
-        target = out / clip.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.symlink_to(clip.path.resolve())
-        place = clip.speaker if clip.speaker else ("v" if index % 8 == 0 else "t" if index % 8 == 1 else None)
-        if place in test or place == "t":
-            lists[TESTING_LIST].append(clip.relative)
-        elif place in validation or place == "v":
-            lists[VALIDATION_LIST].append(clip.relative)
-    for name, lines in lists.items():
-        (out / name).write_text("".join(f"{line}\n" for line in lines))
-    return out
+    places = {
+        clip.relative: clip.speaker if clip.speaker else ("v" if index % 8 == 0 else "t" if index % 8 == 1 else None)
+        for index, clip in enumerate(kept)
+    }
+    testing = {relative for relative, place in places.items() if place in test or place == "t"}
+    validating = {relative for relative, place in places.items() if place in validation or place == "v"}
+    return link_clips(kept, out, testing, validating)
 
 
 def _fade(length: int) -> np.ndarray:

@@ -7,7 +7,7 @@ DatasetDict; ``--long-recording`` writes one recording with keywords at known ti
 CLI, from the repository root::
 
     python tools/synthetic.py --out DIR [--format folder|disk] [--speakers N] [--words yes no ...]
-        [--clips-per-word K] [--noise-files M] [--seed S] [--cheap] [--verbose]
+        [--clips-per-word K] [--noise-files M] [--seed S] [--cheap] [--verbose] [--model-name SRC]
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the --long-recording")
     parser.add_argument("--occurrences", type=int, default=8, help="keywords said in the --long-recording")
     parser.add_argument("--verbose", action="store_true", help="also list the speakers")
+    parser.add_argument(
+        "--model-name",
+        help="a Whisper folder or Hub id that the printed commands name (offline: the folder of the weights)",
+    )
     args = parser.parse_args(argv)
     if args.cheap and (args.hard or args.long_recording):
         parser.error("--cheap writes tone patterns: it goes with neither --hard nor --long-recording")
@@ -97,13 +101,21 @@ def write_long_recording(args: argparse.Namespace) -> None:
     print("  " + ", ".join(f"{row['word']} {row['start']:.2f}-{row['end']:.2f} s" for row in rows))
 
 
-SIMULATION_SETTINGS = "fraction-train=1.0 fraction-evaluate=1.0 num-server-rounds=10 local-epochs=3 central-eval=true"
+QUICK_TRY = Path(__file__).resolve().parents[1] / "configs" / "quick_try.toml"
 
 
-def _simulation_hint(dataset: Path) -> str:
+def toml_value(value: object) -> str:
+    """A run-config value as TOML writes it (a JSON string is a valid TOML basic string)."""
+    return str(value).lower() if isinstance(value, bool) else json.dumps(value)
+
+
+def _simulation_hint(dataset: Path, model_name: str | None) -> str:
     """How many SuperNodes the train split makes at the default speakers-per-node, and a
-    command that visibly learns on a CPU in minutes: every node in every round, the 1-s
-    context, central evaluation; no per-run environment, the run's log streamed."""
+    command that visibly learns on a CPU in minutes: ``configs/quick_try.toml`` with this
+    dataset (and ``model_name``) filled in, written beside the dataset; no per-run
+    environment, the run's log streamed."""
+    import tomllib
+
     from whisper_example.config import default_values
     from whisper_example.data.partitions import count_partitions
 
@@ -112,10 +124,14 @@ def _simulation_hint(dataset: Path) -> str:
         nodes = count_partitions(str(dataset), "", per_node)
     except ValueError:  # flwr-datasets refuses fewer speakers than one group
         return f"simulation: fewer train speakers than speakers-per-node={per_node}; use more --speakers"
+    settings = tomllib.loads(QUICK_TRY.read_text()) | {"dataset": str(dataset)}
+    settings |= {"model-name": model_name} if model_name else {}
+    run_config = dataset.with_name(dataset.name + "_quick_try.toml")
+    header = f"# {QUICK_TRY.name} for {dataset}: the command tools/synthetic.py printed runs it\n"
+    run_config.write_text(header + "".join(f"{key} = {toml_value(value)}\n" for key, value in settings.items()))
     return (
         f"simulation: {nodes} SuperNodes (speakers-per-node={per_node}): "
-        f"FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream "
-        f"--run-config \"dataset='{dataset}' {SIMULATION_SETTINGS}\" "
+        f"FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . --stream --run-config {run_config} "
         f'--federation-config "num-supernodes={nodes}"'
     )
 
@@ -164,8 +180,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             speakers = make_speakers(args.speakers, args.seed, options["conditions"])
             print("speakers: " + ", ".join(f"{s.speaker_id}={s.espeak_voice}" for s in speakers))
-    print(_simulation_hint(out))
-    print(f"centralized: python centralized.py --dataset {out}")
+    print(_simulation_hint(out, args.model_name))
+    model = f" --model-name {args.model_name}" if args.model_name else ""
+    print(f"centralized: python centralized.py --dataset {out}{model}")
     if not args.cheap:  # a recording of one of this dataset's test speakers, and the head's detections in it
         same = f"--speakers {args.speakers} --seed {args.seed}" + (" --hard" if args.hard else "")
         long = out.with_name(out.name + "_long.wav")

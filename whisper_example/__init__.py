@@ -10,9 +10,12 @@ ClientApp) and ``config.py`` (the run config, declared in pyproject.toml). The r
 - ``federation/``: how the server combines nodes (``strategy``), what they say to each other
   (``messages``), the record of a round (``round_record``), privacy, personal heads and what
   a resumed run restores (``resume_state``);
-- ``runs/``: what a run leaves behind (``folder``) and streams (``tracking``);
-- ``inference/``: a trained head on audio (``spotter``); ``predict.py`` is its command line,
-  ``plots.py`` draws what a person looks at;
+- ``runs/``: what a run leaves behind (``folder``) and streams (``tracking``), what it recorded,
+  read back (``results``), and how runs differ and compare (``comparison``);
+- ``inference/``: a trained head on audio: with torch (``spotter``) or exported, without torch
+  (``onnx_spotter``, ``frontend``), the windows and detections both share (``windows``,
+  ``detection``) and live audio (``stream``); ``predict.py`` is their command line,
+  ``export.py`` writes the exported model, ``plots.py`` draws what a person looks at;
 - ``system/``: the machine's limits: the disk cache, the memory budget, per-process memos,
   progress bars.
 

@@ -36,6 +36,7 @@ from whisper_example.system.memory_budget import MemoryLimitError, require
 app = ClientApp()
 
 NAMED_FAILURES = (ConfigError, DataSourceError, ModelError, MemoryLimitError)
+_LOGGED_FAILURES: set[str] = set()  # the failures this process has logged, each once
 
 
 def _report(text: str) -> None:
@@ -72,8 +73,11 @@ def _answer(msg: Message, work) -> Message:
     try:
         reply, computing = work()
     except NAMED_FAILURES as error:
-        log(WARNING, "%s", error)
-        reply, computing = error_reply(msg, f"{type(error).__name__}: {error}"), 0.0
+        reason = f"{type(error).__name__}: {error}"
+        if reason not in _LOGGED_FAILURES:  # a simulated round's nodes share this process and fail alike
+            _LOGGED_FAILURES.add(reason)
+            log(WARNING, "%s (logged once per process; each node meeting it sends it in its reply)", error)
+        reply, computing = error_reply(msg, reason), 0.0
     age = _process_age()
     since = f", {age:.1f} s since this process started" if age is not None else ""
     log(

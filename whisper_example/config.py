@@ -33,6 +33,12 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
 DEFAULT_KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+# The keys a centralized run reads (centralized.py's options); the others matter to a federation only.
+CENTRALIZED_KEYS = (
+    "dataset", "dataset-subset", "model-name", "keywords", "batch-size", "learning-rate", "lr-schedule", "seed",
+    "silence-fraction", "augment-variants", "encoder-frames", "encoder-precision", "cache-dir", "cache-size-gb",
+    "output-dir", "speakers-per-node",
+)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -185,6 +191,11 @@ class RunConfig:
         return int(self.cache_size_gb * 1e9)
 
 
+def run_config_keys() -> tuple[str, ...]:
+    """Every run-config key, as pyproject.toml and config.json spell it."""
+    return tuple(_kebab(spec.name) for spec in dataclasses.fields(RunConfig))
+
+
 def _kebab(name: str) -> str:
     return name.replace("_", "-")
 
@@ -263,6 +274,17 @@ def config_from_options(args: argparse.Namespace, *keys: str) -> RunConfig:
         return RunConfig.from_mapping(values)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def seed_list(text: str) -> list[int]:
+    """A ``--seeds`` option, ``1,2,3``: distinct integers >= 0 in the order given (an argparse type)."""
+    try:
+        seeds = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct integers >= 0, comma-separated (e.g. 1,2,3); got {text!r}")
+    return seeds
 
 
 def _boolean(text: str) -> bool:

@@ -6,20 +6,24 @@
   and central validation, whichever the run recorded, and with dp the epsilon spent;
 - ``confusion_matrix.png``: the final test evaluation (when the run has one);
 - ``per_class_accuracy.png``: per-class accuracy of the final test, else of the last
-  central validation.
+  central validation;
+- ``--compare OUT.png``: several runs (federated and centralized alike) on shared axes, one
+  colour per run, labelled by the settings they differ in (``runs.comparison``), and their
+  table of final figures, printed (and with ``--json``, written), with the mean and spread
+  over runs that differ only in their seed.
 
 Missing, null and NaN values are left out, and a line breaks where a round lacks its
 value. Figures are drawn on the Agg canvas without pyplot (``figure``, ``save``): no
 display is needed. What a detector did is drawn by ``inference.pictures``.
 
-    python -m whisper_example.plots RUN_DIR     # (re)draw a run's plots
+    python -m whisper_example.plots RUN_DIR                 # (re)draw a run's plots
+    python -m whisper_example.plots RUN_DIR RUN_DIR ... --compare OUT.png [--json OUT.json]
 """
 
 import argparse
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,77 +31,27 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from whisper_example.runs.comparison import compare, labels
+from whisper_example.runs.results import (
+    CENTRAL_VALIDATION,
+    FEDERATED_EVALUATION,
+    PANELS,
+    PERSONAL_EVALUATION,
+    TRAINING,
+    Run,
+    epsilon_series,
+    number,
+    read_run,
+    round_series,
+)
 
 ACCURACY_LOSS = "accuracy_loss.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
 PER_CLASS_ACCURACY = "per_class_accuracy.png"
-# What each round entry can hold: (label, section of the entry, accuracy key, loss key).
-SOURCES = (
-    ("training", "train", "train-accuracy", "train-loss"),
-    ("federated evaluation", "federated-evaluation", "eval-accuracy", "eval-loss"),
-    ("federated evaluation, nodes' own heads", "federated-evaluation", "personal-accuracy", "personal-loss"),
-    ("central validation", "central-evaluation", "accuracy", "loss"),
-)
-PANELS = ("accuracy", "loss")
-
-Series = tuple[list[int], list[float]]
-
-
-@dataclass(frozen=True)
-class Run:
-    path: Path
-    config: dict[str, Any]
-    rounds: list[dict[str, Any]]
-    test: dict[str, Any] | None
-
-    @property
-    def unit(self) -> str:
-        return "epoch" if self.config.get("kind") == "centralized" else "round"
-
-
-def read_run(run_dir: Path) -> Run:
-    """A run folder's results (required) and config (optional)."""
-    results_path = Path(run_dir) / "results.json"
-    if not results_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder: it has no results.json")
-    results = json.loads(results_path.read_text())
-    config_path = Path(run_dir) / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    rounds = [entry for entry in results.get("rounds") or [] if isinstance(entry, Mapping)]
-    test = results.get("test")
-    return Run(Path(run_dir), config, rounds, test if isinstance(test, Mapping) else None)
-
-
-def number(value: object) -> float | None:
-    """A finite float, or None for a missing, null, NaN, infinite or non-numeric value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def round_series(rounds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Series]]:
-    """``{"accuracy"|"loss": {source label: (rounds, values)}}``, only sources with data."""
-    series: dict[str, dict[str, Series]] = {panel: {} for panel in PANELS}
-    for label, section, accuracy_key, loss_key in SOURCES:
-        for panel, key in zip(PANELS, (accuracy_key, loss_key)):
-            points = [
-                (int(entry["round"]), value)
-                for entry in rounds
-                if isinstance(entry.get(section), Mapping) and (value := number(entry[section].get(key))) is not None
-            ]
-            if points:
-                series[panel][label] = ([x for x, _ in points], [y for _, y in points])
-    return series
-
-
-def epsilon_series(rounds: Sequence[Mapping[str, Any]]) -> Series:
-    """(rounds, epsilon) of a run with dp whose privacy was accounted (null epsilons left out)."""
-    points = [
-        (int(entry["round"]), value)
-        for entry in rounds
-        if isinstance(entry.get("privacy"), Mapping) and (value := number(entry["privacy"].get("epsilon"))) is not None
-    ]
-    return [x for x, _ in points], [y for _, y in points]
+# How a comparison draws each source of a run's figures (a run has one colour for all of them).
+LINE_STYLES = {CENTRAL_VALIDATION: "-", FEDERATED_EVALUATION: ":", PERSONAL_EVALUATION: "-.", TRAINING: "--"}
 
 
 def figure(width: float, height: float) -> Figure:
@@ -237,18 +191,62 @@ def draw_run_plots(run_dir: Path) -> list[Path]:
     return [path for path in drawn if path is not None]
 
 
+def draw_comparison(runs: Sequence[Run], path: Path, names: Sequence[str]) -> Path:
+    """Accuracy and loss per round (or epoch) of every run on shared axes: a colour per run
+    (named in ``names``), a line style per source of the figures."""
+    drawing = figure(12, 4.8 + 0.25 * math.ceil(len(runs) / 2))
+    panels = drawing.subplots(1, 2)
+    colours = [f"C{index % 10}" for index in range(len(runs))]
+    drawn: dict[str, None] = {}  # the sources some run has, in the order first drawn
+    for run, colour in zip(runs, colours):
+        series = round_series(run.rounds)
+        rounds = sorted(int(entry["round"]) for entry in run.rounds)
+        for axes, panel in zip(panels, PANELS):
+            for source, (xs, ys) in series[panel].items():
+                drawn[source] = None
+                line = _with_gaps(xs, ys, rounds)
+                axes.plot(*line, linestyle=LINE_STYLES[source], color=colour, marker="o", markersize=3)
+    units = sorted({run.unit for run in runs})
+    for axes, panel in zip(panels, PANELS):
+        if panel == "accuracy":
+            axes.set_ylim(-0.02, 1.02)
+        axes.set_title(panel)
+        axes.set_ylabel(panel)
+        _integer_axis(axes, " / ".join(units))
+    styles = [Line2D([], [], color="black", linestyle=LINE_STYLES[source], label=source) for source in drawn]
+    panels[1].legend(handles=styles, fontsize="small")
+    named = [Line2D([], [], color=colour, label=name) for colour, name in zip(colours, names)]
+    drawing.legend(handles=named, loc="outside lower center", ncols=min(2, len(runs)), fontsize="small")
+    drawing.suptitle(f"{len(runs)} runs compared")
+    return save(drawing, path)
+
+
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(
-        prog="python -m whisper_example.plots", description="(Re)draw a run's plots into its folder."
+        prog="python -m whisper_example.plots",
+        description="(Re)draw a run's plots into its folder, or compare runs side by side (--compare, --json).",
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) holding results.json")
+    parser.add_argument("--compare", type=Path, metavar="OUT.png", help="draw the runs on shared axes into this file")
+    parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the comparison's table to this file")
     args = parser.parse_args(argv)
-    written: list[Path] = []
-    for run_dir in args.runs:
-        try:
-            written += draw_run_plots(run_dir)
-        except (FileNotFoundError, json.JSONDecodeError) as error:
-            parser.error(str(error))
+    comparing = args.compare is not None or args.json is not None
+    if comparing and len(args.runs) < 2:
+        parser.error("--compare and --json compare runs: give two run folders or more")
+    try:
+        runs = [read_run(run_dir) for run_dir in args.runs]
+    except (FileNotFoundError, ValueError) as error:  # not a run folder, or a damaged record
+        parser.error(str(error))
+    written = [] if comparing else [path for run_dir in args.runs for path in draw_run_plots(run_dir)]
+    if comparing:
+        comparison = compare(runs)
+        print(comparison.text())
+        if args.compare:
+            written.append(draw_comparison(runs, args.compare, labels(runs, comparison.keys)))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(comparison.to_json(), indent=2) + "\n")
+            written.append(args.json)
     for path in written:
         print(path)
     return written

@@ -135,15 +135,15 @@ def _stop(reason: str, run: RunFolder | None = None) -> RunFailed:
 def main(grid: Grid, context: Context) -> None:
     try:
         config = RunConfig.from_mapping(context.run_config)
-        head = build_head(config)  # a model that cannot be loaded fails before a run folder exists
         run = RunFolder.open(config)
     except FATAL as error:
         raise _stop(str(error)) from None
     log(INFO, "Run folder: %s", run.path)
-    log(INFO, "Classification head: %s parameters", f"{count_parameters(head):,}")
     random.seed(config.seed)  # Flower samples nodes with the random module
     tracker = None
     try:
+        head = build_head(config)  # a model that cannot be loaded fails the run, recorded in its folder
+        log(INFO, "Classification head: %s parameters", f"{count_parameters(head):,}")
         tracker = open_tracker(config.log_to, run.path, config.to_dict())
         final, test = _rounds(grid, config, run, head, tracker)
         final_path = run.finish(final.to_torch_state_dict(), test)

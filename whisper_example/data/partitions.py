@@ -36,5 +36,8 @@ def partition_rows(source: str, subset: str, speakers_per_node: int, partition_i
             "or change speakers-per-node"
         )
     if not 0 <= partition_id < expected:
-        raise DataSourceError(f"partition-id={partition_id} is outside 0..{expected - 1}")
+        raise DataSourceError(
+            f"partition-id={partition_id} is outside 0..{expected - 1}: dataset {source} makes {expected} SuperNodes "
+            f"of speakers-per-node={speakers_per_node}; give an id in that range"
+        )
     return _partitioner(source, subset, speakers_per_node).load_partition(partition_id)

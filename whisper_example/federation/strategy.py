@@ -183,8 +183,10 @@ class GuardedStrategy(Strategy):
 
     def _record_training(self, server_round: int, judged: TrainingReplies) -> RoundRecord:
         """The round's record with what became of each training reply, each logged."""
-        for node, reason in judged.failures:
-            log(WARNING, "round %d: node %d failed: %s", server_round, node, reason)
+        for reason, nodes in _nodes_by_reason(judged.failures).items():  # 21 nodes failing alike: one line
+            named = ", ".join(map(str, nodes[:5])) + (", ..." if len(nodes) > 5 else "")
+            who = f"node {named}" if len(nodes) == 1 else f"{len(nodes)} nodes ({named})"
+            log(WARNING, "round %d: %s failed: %s", server_round, who, reason)
         for entry in judged.bounded:
             log(WARNING, "round %d: node %d %s: %s", server_round, entry["node"], entry["action"], entry["detail"])
         record = self.records.setdefault(server_round, RoundRecord(server_round, clients=Clients()))
@@ -266,3 +268,11 @@ class GuardedStrategy(Strategy):
         record = self.records.pop(server_round, RoundRecord(server_round, clients=Clients()))
         record.wall_time_s = time.time() - self._started.pop(server_round, time.time())
         return record
+
+
+def _nodes_by_reason(failures: list[tuple[int, str]]) -> dict[str, list[int]]:
+    """The failed nodes grouped by their reason, in the order the reasons first appear."""
+    grouped: dict[str, list[int]] = {}
+    for node, reason in failures:
+        grouped.setdefault(reason, []).append(node)
+    return grouped

@@ -1,1 +1,2 @@
-"""How is a trained head used on audio? Clip probabilities and detections in recordings."""
+"""How is a trained head used on audio? Clip probabilities, detections in recordings and in live
+audio, with torch or with the exported model alone."""

@@ -1,1 +1,2 @@
-"""What does a run leave behind? Its folder (config, results, checkpoints) and its streamed metrics."""
+"""What does a run leave behind? Its folder (config, results, checkpoints), its streamed metrics,
+its record read back, and how runs compare side by side."""

@@ -201,6 +201,15 @@ def run_python(*args: str, check: bool = True, timeout: float = 900) -> subproce
     return done
 
 
+def build_wheel(out: Path) -> Path:
+    """This checkout's wheel, built into ``out`` as ``pip wheel`` builds it (no isolation:
+    the build backend is installed with the test extras)."""
+    build = ["pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(REPO), "-w", str(out)]
+    subprocess.run([sys.executable, "-m", *build], check=True, capture_output=True, timeout=300)
+    (wheel,) = out.glob("whisper_example-*.whl")
+    return wheel
+
+
 def same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
     """Whether two state dicts (heads, classifiers) hold the same names and equal tensors."""
     return first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import REPO, TINY_HIDDEN, run_config
+from conftest import REPO, TINY_HIDDEN, build_wheel, run_config
 from tone_words import pcm_bytes
 
 from whisper_example.data.audio import SAMPLE_RATE
@@ -75,24 +75,7 @@ def device_requirements() -> list[str]:
 
 
 def test_the_torch_free_install_predicts_in_a_fresh_venv(device_files: dict[str, Path], tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            str(REPO),
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = tmp_path.glob("whisper_example-*.whl")
+    wheel = build_wheel(tmp_path)
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, timeout=300)  # its own packages
     python = tmp_path / "venv" / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]

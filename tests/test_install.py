@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_config
+from conftest import build_wheel, run_config
 
 from whisper_example.config import default_values
 from whisper_example.model.head import build_head
@@ -20,24 +20,7 @@ def test_a_wheel_installed_elsewhere_loads_a_head_and_predicts(tiny_whisper: Pat
     config = run_config(**{"model-name": str(tiny_whisper)})
     settings = {key: value for key, value in config.to_dict().items() if key in HEAD_SETTINGS}
     checkpoint = save_head(tmp_path / "best.pt", head=build_head(config).state_dict(), settings=settings, round=1)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            str(REPO),
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = tmp_path.glob("whisper_example-*.whl")
+    wheel = build_wheel(tmp_path)
     # The environment's packages (torch, transformers) are shared; the project is not: only the wheel has it.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp_path / "venv")], check=True)
     python = tmp_path / "venv" / "bin" / "python"

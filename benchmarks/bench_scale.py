@@ -52,7 +52,7 @@ WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", 
 HIDDEN = 384
 STAND_IN_CONFIG = {  # Whisper-tiny's shape: all that whisper_config() and Encoder read
     "model_type": "whisper", "d_model": HIDDEN, "encoder_layers": 4, "decoder_layers": 4,
-    "encoder_attention_heads": 6, "decoder_attention_heads": 6, "vocab_size": 51864,
+    "encoder_attention_heads": 6, "decoder_attention_heads": 6, "encoder_ffn_dim": 1536, "vocab_size": 51864,
     "max_source_positions": 1500, "num_mel_bins": 80,
 }  # fmt: skip
 

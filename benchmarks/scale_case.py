@@ -54,19 +54,20 @@ def run_case(spec: dict) -> None:
 
     from whisper_example.config import RunConfig, default_values
     from whisper_example.data.preparation import prepare_split
-    from whisper_example.model.encoder import Encoder, default_device
+    from whisper_example.model.encoder import Encoder, clip_positions, default_device
     from whisper_example.model.features import clip_features
     from whisper_example.model.head import build_head
     from whisper_example.model.training import evaluate_head, train_head
     from whisper_example.system.disk_cache import DiskCache
 
     class RandomFeatures(Encoder):
-        """The real Encoder's shapes, store folder and batches, with random features (no model)."""
+        """The real Encoder's shapes (the clip's positions of any context), store folder and
+        batches, with random features (no model)."""
 
         def encode(self, waveforms, batches):
             for batch in batches:
                 waveforms(batch)  # read the clips, as the log-mel step does
-                yield torch.randn(len(batch), self.frames, self.hidden, device=self.device)
+                yield torch.randn(len(batch), clip_positions(self.frames), self.hidden, device=self.device)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = spec["device"] or default_device()
@@ -104,7 +105,7 @@ def run_case(spec: dict) -> None:
         "device": device, "clips": len(clips), "path": "on-the-fly" if features.on_the_fly else "store",
         "seconds": seconds, "notes": notes, "peak_bytes": peaks, "phase_peak_bytes": sampler.peaks,
         "rss_anon_after_imports": after_imports["RssAnon"], "group_rss_at_end": end.get("group_rss"),
-        "expected_feature_bytes": len(clips) * config.encoder_frames * features.encoder.hidden * 2,
+        "expected_feature_bytes": len(clips) * clip_positions(config.encoder_frames) * encoder.hidden * 2,
         "cuda_peak_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
     }  # fmt: skip
     Path(spec["out"]).write_text(json.dumps(result, indent=1))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from whisper_example.config import ConfigError
 from whisper_example.data.audio import SAMPLE_RATE, AudioError, decode
-from whisper_example.inference.detection import CLIP_LIMIT
+from whisper_example.inference.detection import CLIP_LIMIT, DEFAULT_HOP, DEFAULT_THRESHOLD
 from whisper_example.inference.onnx_spotter import ExportedModelError, OnnxSpotter, is_exported_model
 from whisper_example.inference.stream import Heard, listen
 from whisper_example.inference.windows import WindowSpotter
@@ -137,13 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--top-k", type=int, default=3, help="classes printed per clip")
     parser.add_argument(
-        "--hop", type=float, default=None, help="seconds between windows (default: the model's, else 0.25)"
+        "--hop", type=float, default=None, help=f"seconds between windows (default: the model's, else {DEFAULT_HOP})"
     )
     parser.add_argument(
         "--threshold",
         type=float,
         default=None,
-        help="keyword probability that counts as a detection (default: the model's, else 0.6)",
+        help=f"keyword probability that counts as a detection (default: the model's, else {DEFAULT_THRESHOLD})",
     )
     parser.add_argument("--plot", type=Path, default=None, help="draw each long recording's detections (PNG)")
     parser.add_argument(

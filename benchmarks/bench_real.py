@@ -5,7 +5,8 @@ clip accuracy, and detection as the field measures it (misses and false alarms p
 
     python -m benchmarks.bench_real [--data ../shared/data/speech_commands_real] [--folds 5]
         [--seeds 1,2,3,4,5] [--federated-seeds 1,2,3,4,5] [--federated-folds 0]
-        [--options "augment-variants=0 ..."] [--label NAME] [--plot det.png] [--json OUT]
+        [--options "augment-variants=0 ..."] [--label NAME] [--plot det.png] [--plot-with EARLIER.json ...]
+        [--json OUT]
         [--model-name PATH] [--device cpu|cuda] [--workdir DIR]
 
 The folder's speakers are dealt into ``--folds`` folds of about equal size
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--options", default="", help='run-config overrides, e.g. "augment-variants=0"')
     parser.add_argument("--label", default="defaults", help="names this setting in the plot and the JSON")
     parser.add_argument("--plot", type=Path, help="the DET curve (PNG)")
+    parser.add_argument(
+        "--plot-with", type=Path, nargs="*", default=[], help="earlier runs' --json, drawn beside this one's curve"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--model-name", default=str(LOCAL_WHISPER))
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
@@ -178,11 +182,15 @@ def main() -> None:
     out["seconds"] = time.perf_counter() - started
     print_summary(out, others_said)
     if args.plot:
-        points = [
-            OperatingPoint(t, values["miss_rate"], values["false_alarms_per_hour"])
-            for t, values in out["at_threshold"].items()
-        ]
-        print(f"plot: {draw_det(args.plot, {args.label: points}, DEFAULT_THRESHOLD)}")
+        runs = [out] + [json.loads(path.read_text()) for path in args.plot_with]
+        curves = {
+            run["label"]: [
+                OperatingPoint(float(t), values["miss_rate"], values["false_alarms_per_hour"])
+                for t, values in run["at_threshold"].items()
+            ]
+            for run in runs
+        }
+        print(f"plot: {draw_det(args.plot, curves, DEFAULT_THRESHOLD)}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
 
